@@ -1,0 +1,134 @@
+"""``python -m course_utils``: train the course's models before class, or score one.
+
+    python -m course_utils train all              # every model the notebooks use
+    python -m course_utils train vae --epochs 5   # one model, other settings
+    python -m course_utils evaluate checkpoints/vae.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+GROUPS = {
+    "ae": "the autoencoders of notebook 01 (one per bottleneck size)",
+    "vae": "notebook 02's VAE",
+    "cvae-concat": "notebook 03's CVAE, label concatenated",
+    "cvae-project": "notebook 03's CVAE, label projection added to z",
+    "classifier": "the CNN that judges generated digits",
+    "all": "every model the four notebooks use",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit code 2
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m course_utils", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train models and save checkpoints",
+                           description="Train course models and save them as checkpoints.")
+    train.add_argument("what", choices=list(GROUPS), metavar="WHAT",
+                       help="; ".join(f"{k}: {v}" for k, v in GROUPS.items()))
+    train.add_argument("--epochs", type=_positive, help="override the number of epochs")
+    train.add_argument("--latent-dim", type=_positive, help="override the latent size (not for 'all')")
+    train.add_argument("--seed", type=_non_negative, help="override the random seed")
+    train.add_argument("--out", type=Path, help="folder for the checkpoints (default: checkpoints/)")
+    train.add_argument("--fast", action="store_true", help="fast mode: a small subset, few epochs")
+    ev = sub.add_parser("evaluate", help="print a checkpoint's test metrics",
+                        description="Print the test metrics of a saved checkpoint.")
+    ev.add_argument("path", type=Path, help="a .pt file written by train or train_or_load")
+    ev.add_argument("--importance-samples", type=_non_negative, default=0,
+                    help="also estimate -log p(x) with this many importance samples (VAE, CVAE)")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _names_for(what: str) -> list[str]:
+    from .recipes import AE_LATENT_SIZES, course_names
+
+    if what == "all":
+        return course_names()
+    if what == "ae":
+        return [f"ae-{k}" for k in AE_LATENT_SIZES]
+    return [what]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .recipes import course_recipe
+    from .settings import checkpoint_dir
+    from .training import train_or_load
+
+    if args.latent_dim is not None and args.what in ("all", "ae", "classifier"):
+        print(f"python -m course_utils: error: --latent-dim cannot be used with '{args.what}'",
+              file=sys.stderr)
+        return 2
+    out = args.out if args.out is not None else checkpoint_dir()
+    if out.exists() and not out.is_dir():
+        print(f"python -m course_utils: error: --out {out} is a file, not a folder", file=sys.stderr)
+        return 2
+    for name in _names_for(args.what):
+        recipe = course_recipe(name, fast=args.fast or None)
+        train_changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+        if train_changes:
+            recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **train_changes))
+        if args.latent_dim is not None:
+            config = dataclasses.replace(recipe.config, latent_dim=args.latent_dim)
+            recipe = dataclasses.replace(recipe, config=config)
+        train_or_load(name, recipe, directory=out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .checkpoints import CheckpointError, load_checkpoint
+    from .models import CVAE, VAE
+    from .settings import pick_device
+    from .training import evaluate
+
+    if not args.path.is_file():
+        print(f"python -m course_utils: error: no checkpoint file at {args.path}", file=sys.stderr)
+        return 2
+    try:
+        ckpt = load_checkpoint(args.path, device=pick_device())
+    except CheckpointError as err:
+        print(f"python -m course_utils: error: {err}", file=sys.stderr)
+        return 2
+    k = args.importance_samples if isinstance(ckpt.model, VAE | CVAE) else 0
+    metrics = evaluate(ckpt.model, importance_samples=k)
+    print(f"{args.path}: {type(ckpt.model).__name__} {dataclasses.asdict(ckpt.model.config)}")
+    for key, value in metrics.items():
+        print(f"  {key:16s} {value:.6g}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    return _evaluate(args)

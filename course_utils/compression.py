@@ -1,0 +1,473 @@
+"""Notebook 01: an autoencoder as a compressor, PCA as its linear baseline, and why
+an autoencoder's code space is not something you can sample from.
+
+Everything here is measured, not eyeballed:
+
+- ``compression_row`` / ``CompressionRow``: the size of a code (numbers and bytes) and
+  what it costs in distortion (MSE per pixel, PSNR);
+- ``fit_pca`` / ``PCA``: principal components from ``torch.linalg.eigh`` of the pixel
+  covariance (fit on training images, scored on test images);
+- ``encode_all``, ``code_box`` / ``sample_code_box``, ``interpolate_codes``: codes of a
+  data set, uniform samples from their bounding box, straight lines between two codes;
+- ``readability`` and ``nearest_code_distance``: two ways to say a decoded code fell into
+  a "hole" (the digit classifier is unsure; the code is far from every training code);
+- ``code_confusion`` / ``most_confused_pair``: which digits a 2-D code mixes up, by a
+  nearest-neighbour vote among training codes;
+- plots of distortion against code size, of readability against code size, and of an
+  interpolation path.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS, MNISTSplit, load_mnist
+from .plotting import image_grid
+from .settings import is_fast_mode
+from .training import FAST_TEST_SIZE, FAST_TRAIN_SIZE, psnr_db
+
+IMAGE_BYTES = NUM_PIXELS  # an MNIST image stored as it ships: one uint8 per pixel
+
+
+# ----------------------------------------------------------------------------- data
+class LessonData(NamedTuple):
+    train: MNISTSplit  # what PCA is fit on and codes are compared with
+    test: MNISTSplit  # what every distortion is measured on
+
+
+def lesson_data(device: torch.device | str = "cpu") -> LessonData:
+    """The images notebook 01 measures on.
+
+    Full mode: all 60,000 training and 10,000 test images. Fast mode (CI): the first
+    2,000 training and 1,000 test images, the same subsets the fast-mode models see.
+    """
+    fast = is_fast_mode()
+    train = load_mnist("train", device=device, limit=FAST_TRAIN_SIZE if fast else None)
+    test = load_mnist("test", device=device, limit=FAST_TEST_SIZE if fast else None)
+    return LessonData(train, test)
+
+
+@functools.lru_cache(maxsize=2)
+def _lesson_pca(fast: bool) -> PCA:
+    return fit_pca(lesson_data().train.x)
+
+
+def lesson_pca() -> PCA:
+    """``fit_pca`` of ``lesson_data().train``, computed once per mode and then reused."""
+    return _lesson_pca(is_fast_mode())
+
+
+# ----------------------------------------------------------------------------- sizes
+def compression_ratio(latent_dim: int, num_pixels: int = NUM_PIXELS) -> float:
+    """How many pixel values each code number stands for: ``num_pixels / latent_dim``."""
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+    return num_pixels / latent_dim
+
+
+def code_bytes(latent_dim: int, dtype: torch.dtype = torch.float16) -> int:
+    """Bytes needed to store one code of ``latent_dim`` numbers as ``dtype``."""
+    return latent_dim * torch.empty((), dtype=dtype).element_size()
+
+
+def byte_ratio(latent_dim: int, dtype: torch.dtype = torch.float16, image_bytes: int = IMAGE_BYTES) -> float:
+    """Bytes of the image (784 uint8 pixels) divided by bytes of its code."""
+    return image_bytes / code_bytes(latent_dim, dtype)
+
+
+class CompressionRow(NamedTuple):
+    """One line of the compression table: a code size, what it saves, what it costs."""
+
+    method: str  # "AE" or "PCA"
+    latent_dim: int  # k, the numbers in the code
+    ratio: float  # 784 / k: pixel values per code number
+    code_bytes: int  # bytes of the code stored as float16 (2 k)
+    byte_ratio: float  # 784 bytes of uint8 pixels / code_bytes
+    mse_per_pixel: float  # mean squared error per pixel on the test set, pixels in [0, 1]
+    psnr_db: float  # 10 log10(1 / mse_per_pixel)
+
+
+def compression_row(method: str, latent_dim: int, mse_per_pixel: float) -> CompressionRow:
+    """A ``CompressionRow`` for a ``latent_dim``-number code with the given test MSE."""
+    return CompressionRow(
+        method=method,
+        latent_dim=latent_dim,
+        ratio=compression_ratio(latent_dim),
+        code_bytes=code_bytes(latent_dim),
+        byte_ratio=byte_ratio(latent_dim),
+        mse_per_pixel=mse_per_pixel,
+        psnr_db=psnr_db(mse_per_pixel),
+    )
+
+
+def format_rows(rows: Sequence[CompressionRow]) -> str:
+    """The rows as a fixed-width text table (for printing in a notebook)."""
+    head = f"{'method':>6} {'k':>3} {'784/k':>7} {'bytes':>5} {'bytes ratio':>11} {'MSE/pixel':>10} {'PSNR dB':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.method:>6} {r.latent_dim:>3} {r.ratio:>7.1f} {r.code_bytes:>5} {r.byte_ratio:>11.1f} "
+                     f"{r.mse_per_pixel:>10.4f} {r.psnr_db:>8.2f}")
+    return "\n".join(lines)
+
+
+def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """Mean over images and pixels of (x_hat - x)^2; both (N, 1, 28, 28) or (N, 784)."""
+    return float((x_hat.reshape(len(x), -1) - x.reshape(len(x), -1)).pow(2).mean())
+
+
+# ----------------------------------------------------------------------------- PCA
+@dataclass(frozen=True)
+class PCA:
+    """Principal components of flattened images, most variance first.
+
+    ``z = (x - mean) @ components[:, :k]`` is the k-number code and
+    ``x_hat = mean + z @ components[:, :k].T`` the reconstruction: a linear encoder and a
+    linear decoder whose weights are each other's transpose.
+    """
+
+    mean: torch.Tensor  # (784,) mean training image
+    components: torch.Tensor  # (784, 784) orthonormal columns, sorted by variance
+    variances: torch.Tensor  # (784,) variance of the training images along each column
+
+    def encode(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The first ``k`` principal coordinates of ``x``, shape (N, k)."""
+        x = x.reshape(len(x), -1).to(self.mean.dtype)
+        return (x - self.mean) @ self.components[:, :k]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N, 1, 28, 28) rebuilt from ``k = z.shape[1]`` principal coordinates.
+
+        Not clipped to [0, 1]: this is the plain linear reconstruction.
+        """
+        k = z.shape[1]
+        x_hat = self.mean + z.to(self.mean.dtype) @ self.components[:, :k].T
+        return x_hat.reshape(-1, *IMAGE_SHAPE)
+
+    def reconstruct(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """``decode(encode(x, k))``: the projection of x on the top-k principal subspace."""
+        return self.decode(self.encode(x, k)).to(x.dtype)
+
+    @torch.no_grad()
+    def mse_curve(self, x: torch.Tensor) -> torch.Tensor:
+        """Test MSE per pixel of the k-component reconstruction for every k = 0 .. 784.
+
+        The columns are orthonormal, so the error of keeping k of them is what the
+        other 784 - k coordinates held: ``||x - mean||^2 - sum_{j<=k} z_j^2``.
+        """
+        x = x.reshape(len(x), -1).to(self.mean.dtype)
+        z = (x - self.mean) @ self.components  # (N, 784): every principal coordinate
+        total = (x - self.mean).pow(2).sum(1).mean()
+        kept = torch.cat([torch.zeros(1, dtype=z.dtype, device=z.device), z.pow(2).mean(0).cumsum(0)])
+        return ((total - kept) / x.shape[1]).clamp_min(0)
+
+    def mse(self, x: torch.Tensor, k: int) -> float:
+        """Test MSE per pixel of the k-component reconstruction of ``x``."""
+        return mse_per_pixel(self.reconstruct(x, k), x)
+
+
+@torch.no_grad()
+def fit_pca(x: torch.Tensor) -> PCA:
+    """PCA of images ``x`` (N, 1, 28, 28) by an eigendecomposition of their covariance.
+
+    Works in float64 with ``torch.linalg.eigh`` on the 784 x 784 covariance matrix (no
+    SVD of the N x 784 data, no extra library); returns components sorted by variance.
+    """
+    x = x.reshape(len(x), -1).double()
+    mean = x.mean(0)
+    centred = x - mean
+    covariance = centred.T @ centred / len(x)  # (784, 784)
+    variances, components = torch.linalg.eigh(covariance)  # ascending order
+    variances, components = variances.flip(0).clamp_min(0), components.flip(1)
+    return PCA(mean=mean, components=components, variances=variances)
+
+
+def pca_components_to_match(pca: PCA, x: torch.Tensor, target_mse: float) -> int:
+    """The fewest principal components whose reconstruction of ``x`` has MSE <= ``target_mse``."""
+    curve = pca.mse_curve(x)
+    good = torch.nonzero(curve <= target_mse).flatten()
+    return int(good[0]) if len(good) else len(curve)
+
+
+# ----------------------------------------------------------------------------- codes
+@torch.no_grad()
+def encode_all(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """``model.encode`` applied to every image of ``x`` in batches; codes (N, k) on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.encode(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def decode_images(model: nn.Module, z: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Images in [0, 1], (N, 1, 28, 28) on the CPU, decoded from codes ``z`` (sigmoid of the logits)."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([torch.sigmoid(model.decode(z[i : i + batch_size].to(device))).cpu()
+                      for i in range(0, len(z), batch_size)])
+
+
+class CodeBox(NamedTuple):
+    low: torch.Tensor  # (k,) smallest value of each code coordinate
+    high: torch.Tensor  # (k,) largest value of each code coordinate
+
+
+def code_box(z: torch.Tensor) -> CodeBox:
+    """The bounding box of a set of codes: per-coordinate minimum and maximum."""
+    return CodeBox(low=z.min(0).values, high=z.max(0).values)
+
+
+def sample_code_box(z: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` codes drawn uniformly from the bounding box of ``z`` (a naive "generator").
+
+    In k dimensions the box is mostly empty corners: the codes of real digits fill a
+    thin, curved part of it, and a uniform draw almost never lands there when k is large.
+    """
+    box = code_box(z)
+    u = torch.rand(n, z.shape[1], generator=generator, dtype=z.dtype)
+    return box.low + u * (box.high - box.low)
+
+
+def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` codes evenly spaced on the straight line from ``z_a`` to ``z_b`` (both ends included)."""
+    if z_a.shape != z_b.shape or z_a.dim() != 1:
+        raise ValueError(f"z_a and z_b must be two codes of shape (k,), got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype).unsqueeze(1)  # (steps, 1)
+    return (1 - t) * z_a + t * z_b
+
+
+# ----------------------------------------------------------------------------- holes
+class Readability(NamedTuple):
+    """How confidently the digit classifier reads a set of images."""
+
+    confidence: torch.Tensor  # (N,) the classifier's largest softmax probability
+    digit: torch.Tensor  # (N,) the digit it reads
+    confident_share: float  # share of images with confidence > threshold
+    threshold: float
+
+
+@torch.no_grad()
+def readability(classifier: nn.Module, images: torch.Tensor, threshold: float = 0.9,
+                batch_size: int = 1000) -> Readability:
+    """Ask the classifier which digit each image shows, and how sure it is.
+
+    A real test digit is read with confidence near 1. A decoded code that fell between
+    the digits ("a hole") gives a blend that the classifier reads with low confidence.
+    """
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    probs = torch.cat([F.softmax(classifier(images[i : i + batch_size].to(device)), dim=1).cpu()
+                       for i in range(0, len(images), batch_size)])
+    confidence, digit = probs.max(1)
+    return Readability(confidence, digit, float((confidence > threshold).float().mean()), threshold)
+
+
+@torch.no_grad()
+def nearest_code_distance(z: torch.Tensor, z_reference: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+    """Euclidean distance from each code in ``z`` to its nearest neighbour in ``z_reference``, (N,)."""
+    return torch.cat([torch.cdist(z[i : i + chunk], z_reference).min(1).values for i in range(0, len(z), chunk)])
+
+
+# ----------------------------------------------------------------------------- 2-D confusion
+@torch.no_grad()
+def code_confusion(z_train: torch.Tensor, y_train: torch.Tensor, z_test: torch.Tensor, y_test: torch.Tensor,
+                   neighbours: int = 15, chunk: int = 1000) -> torch.Tensor:
+    """Which digit a test code is taken for by a vote of its nearest training codes.
+
+    Returns a (10, 10) matrix of rates: row = true digit, column = the digit most common
+    among the ``neighbours`` training codes nearest to it (ties go to the smaller
+    digit); each row sums to 1. Off-diagonal mass means the code puts two digits on
+    top of each other.
+    """
+    votes = []
+    for i in range(0, len(z_test), chunk):
+        idx = torch.cdist(z_test[i : i + chunk], z_train).topk(neighbours, largest=False).indices
+        counts = F.one_hot(y_train[idx], NUM_CLASSES).sum(1)  # (chunk, 10)
+        votes.append(counts.argmax(1))
+    read = torch.cat(votes)
+    confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES)
+    confusion.index_put_((y_test.cpu(), read.cpu()), torch.ones(len(read)), accumulate=True)
+    return confusion / confusion.sum(1, keepdim=True).clamp_min(1)
+
+
+def code_confusion_of(model: nn.Module, data: LessonData, neighbours: int = 15) -> torch.Tensor:
+    """``code_confusion`` of a model's codes: training codes vote on each test code."""
+    z_train, z_test = encode_all(model, data.train.x), encode_all(model, data.test.x)
+    return code_confusion(z_train, data.train.y.cpu(), z_test, data.test.y.cpu(), neighbours)
+
+
+class DigitPair(NamedTuple):
+    a: int  # the smaller digit
+    b: int  # the larger digit
+    rate: float  # (confusion[a, b] + confusion[b, a]) / 2: how often the two are taken for each other
+
+
+def confused_pairs(confusion: torch.Tensor) -> list[DigitPair]:
+    """All 45 digit pairs, most confused first (symmetrised rates from ``code_confusion``)."""
+    sym = (confusion + confusion.T) / 2
+    pairs = [DigitPair(a, b, float(sym[a, b])) for a in range(NUM_CLASSES) for b in range(a + 1, NUM_CLASSES)]
+    return sorted(pairs, key=lambda p: (-p.rate, p.a, p.b))
+
+
+def most_confused_pair(confusion: torch.Tensor) -> DigitPair:
+    """The digit pair (a < b) with the largest ``(confusion[a, b] + confusion[b, a]) / 2``."""
+    return confused_pairs(confusion)[0]
+
+
+# ----------------------------------------------------------------------------- plots
+class PixelStatistics(NamedTuple):
+    mean: float  # mean pixel value
+    std: float  # standard deviation of all pixel values
+    share_zero: float  # share of pixel values that are exactly 0 (black background)
+    share_above_half: float  # share of pixel values above 0.5 (ink)
+    constant_pixels: int  # pixel positions that have the same value in every image
+
+
+def pixel_statistics(x: torch.Tensor) -> PixelStatistics:
+    """Summary numbers of images ``x`` (N, 1, 28, 28) with pixels in [0, 1]."""
+    flat = x.reshape(len(x), -1)
+    constant = int((flat.max(0).values == flat.min(0).values).sum())
+    return PixelStatistics(float(flat.mean()), float(flat.std()), float((flat == 0).float().mean()),
+                           float((flat > 0.5).float().mean()), constant)
+
+
+def plot_pixel_statistics(x: torch.Tensor, title: str = "Pixel statistics of the MNIST training images"):
+    """Histogram of pixel values, the mean image, and the per-pixel standard deviation."""
+    flat = x.reshape(len(x), -1).float().cpu()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1.4, 1, 1]})
+    axes[0].hist(flat[: min(len(flat), 10_000)].flatten().numpy(), bins=50, log=True, color="C0")
+    axes[0].set_xlabel("pixel value (0 = black, 1 = white ink)")
+    axes[0].set_ylabel("number of pixels (log scale)")
+    axes[0].set_title("histogram of pixel values")
+    for ax, image, name in ((axes[1], flat.mean(0), "mean image"), (axes[2], flat.std(0), "per-pixel std")):
+        shown = ax.imshow(image.reshape(28, 28).numpy(), cmap="magma")
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set_title(name)
+        ax.set_xlabel("pixel column")
+        ax.set_ylabel("pixel row")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+def plot_distortion_vs_code_size(ae_rows: Sequence[CompressionRow], pca_rows: Sequence[CompressionRow],
+                                 reference: dict[int, float] | None = None,
+                                 title: str = "Distortion against code size (MNIST test set)"):
+    """Test MSE per pixel against k for the AE and PCA, log-log, with PSNR on the right axis.
+
+    ``reference`` (k -> MSE) adds published or previously measured points as crosses.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for rows, style, label in ((pca_rows, "s--", "PCA (linear)"), (ae_rows, "o-", "autoencoder (MLP)")):
+        ax.plot([r.latent_dim for r in rows], [r.mse_per_pixel for r in rows], style, label=label)
+    if reference:
+        ax.plot(list(reference), list(reference.values()), "kx", ms=8, label="PCA reference values")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ks = sorted({r.latent_dim for r in [*ae_rows, *pca_rows]})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("code size k (numbers per image; 784 pixels in)")
+    ax.set_ylabel("test MSE per pixel (log scale)")
+    right = ax.secondary_yaxis("right", functions=(lambda m: 10 * _log10(1 / m), lambda p: 10 ** (-p / 10)))
+    right.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _log10(v):
+    return np.log10(np.clip(v, 1e-12, None))
+
+
+def plot_codes_with_box(z: torch.Tensor, y: torch.Tensor, z_box: torch.Tensor,
+                        title: str = "2-D codes of test digits and uniform samples from their box"):
+    """The 2-D codes coloured by digit, their bounding box, and codes sampled uniformly from it."""
+    from .plotting import plot_latent_scatter
+
+    fig = plot_latent_scatter(z, y, title=title)
+    ax = fig.axes[0]
+    box = code_box(z)
+    low, high = box.low.tolist(), box.high.tolist()
+    ax.add_patch(plt.Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1], fill=False, ls="--", color="k"))
+    ax.scatter(z_box[:, 0].numpy(), z_box[:, 1].numpy(), marker="x", s=18, color="k", label="box sample")
+    ax.legend(markerscale=2, fontsize=7, title="digit", loc="best", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_readability(latent_dims: Sequence[int], box_share: Sequence[float], real_share: float,
+                     reconstruction_share: Sequence[float] | None = None, threshold: float = 0.9,
+                     title: str = "Can the classifier read what the decoder makes?"):
+    """Share of images read with confidence > threshold, against code size k."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.axhline(real_share, color="k", ls=":", label="real test digits")
+    if reconstruction_share is not None:
+        ax.plot(latent_dims, reconstruction_share, "s--", label="reconstructions of test digits")
+    ax.plot(latent_dims, box_share, "o-", color="C3", label="decoded uniform samples from the code box")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(latent_dims), [str(k) for k in latent_dims])
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("code size k")
+    ax.set_ylabel(f"share read with confidence > {threshold:g}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_interpolation(paths: dict[str, torch.Tensor], confidence: dict[str, torch.Tensor],
+                       distance: dict[str, torch.Tensor] | None = None,
+                       title: str = "Walking in a straight line between two codes"):
+    """Decoded images along each path (one row per path), and under them the classifier's
+    confidence (and, if given, the distance to the nearest training code) at each step."""
+    names = list(paths)
+    steps = len(next(iter(paths.values())))
+    n_panels = 2 if distance is None else 3
+    fig = plt.figure(figsize=(max(7.0, 0.62 * steps), 1.0 * len(names) + 2.6 * (n_panels - 1)))
+    heights = [0.9 * len(names)] + [2.2] * (n_panels - 1)
+    grid = fig.add_gridspec(n_panels, 1, height_ratios=heights)
+    ax = fig.add_subplot(grid[0])
+    images = torch.cat([paths[name] for name in names])
+    ax.imshow(image_grid(images, nrow=steps), cmap="gray", vmin=0, vmax=1)
+    cell = 28 + 2  # image_grid's default padding is 2 pixels
+    ax.set_yticks([cell * i + cell / 2 + 1 for i in range(len(names))], names)
+    ticks = [f"{t:.2f}" for t in torch.linspace(0, 1, steps).tolist()]
+    ax.set_xticks([cell * i + cell / 2 + 1 for i in range(steps)], ticks, fontsize=7)
+    ax.set_xlabel("position t along the path (0 = first digit, 1 = second digit)")
+    ax.set_title(title)
+    t = torch.linspace(0, 1, steps).numpy()
+    ax2 = fig.add_subplot(grid[1])
+    for i, name in enumerate(names):
+        ax2.plot(t, confidence[name].numpy(), "o-", ms=3, color=f"C{i}", label=name)
+    ax2.set_ylim(0, 1.05)
+    ax2.set_xlabel("position t along the path")
+    ax2.set_ylabel("classifier confidence")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    if distance is not None:
+        ax3 = fig.add_subplot(grid[2])
+        for i, name in enumerate(names):
+            if name in distance:
+                ax3.plot(t, distance[name].numpy(), "o-", ms=3, color=f"C{i}", label=name)
+        ax3.axhline(1.0, color="k", ls=":", lw=1)
+        ax3.set_xlabel("position t along the path")
+        ax3.set_ylabel("distance to nearest\ntraining code (relative)")
+        ax3.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def digits_of(data: MNISTSplit, digit: int, n: int = 1) -> torch.Tensor:
+    """The first ``n`` images of ``digit`` in ``data``, shape (n, 1, 28, 28)."""
+    keep = torch.nonzero(data.y == digit).flatten()[:n]
+    return data.x[keep]

@@ -1,0 +1,596 @@
+"""Notebook 03: how a CVAE hears its label, and how to compare two ways of telling it.
+
+The two variants of ``models.CVAE`` differ only in how the decoder gets the label y:
+``"concat"`` feeds [z; onehot(y)], ``"project"`` feeds z + P onehot(y). This module
+holds what notebook 03 measures about them:
+
+- the linear-algebra identity W [z; y] = W_z z + W_y y (``check_concat_identity``):
+  concatenating a one-hot is adding a learned per-class bias;
+- parameter counts by part (``parameter_counts``) and the label's effect on the
+  decoder's first layer with its rank (``label_effect``, ``matrix_rank``);
+- a seed-aware comparison, mean +- std over seeds (``run_result``,
+  ``comparison_table``, ``compare_variants``);
+- why label accuracy changes with the latent size: a latent probe (can a small
+  classifier read the digit from the posterior means mu alone?, ``latent_probe``) and
+  how far each label's codes sit from the N(0, I) that sampling draws from
+  (``posterior_gap``);
+- figures: per-digit sample grids, style transfer, confusion matrices, the sweep.
+
+Names follow the math: x (images), z (codes), mu / logvar (q(z | x, y)), y (labels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.patches import Rectangle
+from torch import nn
+
+from .data import NUM_CLASSES, MNISTSplit, batches
+from .models import CVAE, DigitClassifier
+from .plotting import image_grid
+from .recipes import course_recipe
+from .training import Trained, label_accuracy
+
+VARIANTS = ("concat", "project")
+VARIANT_COLORS = {"concat": "tab:blue", "project": "tab:orange"}
+LABEL_SAMPLES_PER_CLASS = 200  # generated digits per label when a lesson measures label accuracy
+PAD = 2  # pixels between the digits of a tiled grid (plotting.image_grid's default)
+
+
+# ----------------------------------------------------------------------------- the identity
+class SplitWeights(NamedTuple):
+    W_z: torch.Tensor  # (out, latent_dim): the columns that multiply z
+    W_y: torch.Tensor  # (out, num_classes): column c is the bias that label c adds
+
+
+class IdentityCheck(NamedTuple):
+    max_abs_diff: float  # max |W [z; y] + b - (W_z z + b + W_y[:, y])| over a batch
+    lhs: torch.Tensor  # (n, out): the layer applied to the concatenation
+    rhs: torch.Tensor  # (n, out): W_z z + b plus the looked-up per-class bias
+    split: SplitWeights
+
+
+def first_decoder_layer(model: CVAE) -> nn.Linear:
+    """The decoder's first Linear layer: the one that sees the label."""
+    layer = model.decoder[0]
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"expected the decoder to start with nn.Linear, found {type(layer).__name__}")
+    return layer
+
+
+def split_label_weights(layer: nn.Linear, latent_dim: int) -> SplitWeights:
+    """Split W (out, latent_dim + C) into W_z (its first latent_dim columns) and W_y (the rest)."""
+    if layer.in_features <= latent_dim:
+        raise ValueError(
+            f"a layer with {layer.in_features} inputs cannot hold {latent_dim} latent inputs plus a one-hot"
+        )
+    W = layer.weight.detach()
+    return SplitWeights(W_z=W[:, :latent_dim], W_y=W[:, latent_dim:])
+
+
+@torch.no_grad()
+def check_concat_identity(layer: nn.Linear, latent_dim: int, n: int = 256, seed: int = 0) -> IdentityCheck:
+    """Compare W [z; onehot(y)] + b with W_z z + b + W_y[:, y] on n random (z, y).
+
+    The right-hand side never builds a one-hot: it looks up column y of W_y, a learned
+    bias for class y. The two agree up to float rounding, which is the identity.
+    """
+    W_z, W_y = split_label_weights(layer, latent_dim)
+    num_classes = W_y.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    device = layer.weight.device
+    z = torch.randn(n, latent_dim, generator=generator).to(device)
+    y = torch.randint(0, num_classes, (n,), generator=generator).to(device)
+    lhs = layer(torch.cat([z, F.one_hot(y, num_classes).float()], dim=1))  # W [z; y] + b
+    bias = layer.bias if layer.bias is not None else torch.zeros(layer.out_features, device=device)
+    rhs = z @ W_z.T + bias + W_y.T[y]  # W_z z + b + (per-class bias of y)
+    return IdentityCheck(float((lhs - rhs).abs().max()), lhs, rhs, SplitWeights(W_z, W_y))
+
+
+# ----------------------------------------------------------------------------- sizes and ranks
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Trainable parameters of a CVAE, by part (the parts add up to ``total``)."""
+
+    conditioning: str
+    latent_dim: int
+    encoder: int  # encoder MLP + to_mu + to_logvar (identical in both variants)
+    label_weights: int  # weights only the label touches in the decoder: W_y (concat) or P (project)
+    decoder_rest: int  # every other decoder weight and bias
+    total: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"encoder": self.encoder, "label_weights": self.label_weights,
+                "decoder_rest": self.decoder_rest, "total": self.total}
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_counts(model: CVAE) -> ParameterCounts:
+    """Count a CVAE's parameters by part."""
+    k, c = model.config.latent_dim, model.config.num_classes
+    encoder = _count(model.encoder) + _count(model.to_mu) + _count(model.to_logvar)
+    decoder = _count(model.decoder)
+    if model.config.conditioning == "concat":
+        label = first_decoder_layer(model).out_features * c  # the W_y block of the first layer
+        rest = decoder - label
+    else:
+        label = _count(model.label_projection)  # P: k x c
+        rest = decoder
+    total = _count(model)
+    if encoder + label + rest != total:
+        raise AssertionError("parameter parts do not add up; the CVAE has a part this count misses")
+    return ParameterCounts(model.config.conditioning, k, encoder, label, rest, total)
+
+
+@torch.no_grad()
+def label_effect(model: CVAE) -> torch.Tensor:
+    """(out, C) matrix: column c is what label c adds to the decoder's first pre-activation.
+
+    concat: W_y (an independent bias per class). project: W_z P (the class offset P e_c,
+    a point in latent space, pushed through the same weights as z).
+    """
+    layer = first_decoder_layer(model)
+    if model.config.conditioning == "concat":
+        return split_label_weights(layer, model.config.latent_dim).W_y.clone()
+    return layer.weight.detach() @ model.label_projection.weight.detach()
+
+
+def matrix_rank(M: torch.Tensor, rtol: float = 1e-4) -> int:
+    """Numerical rank: singular values above rtol times the largest."""
+    s = torch.linalg.svdvals(M.double())
+    return int((s > rtol * s[0]).sum()) if len(s) and s[0] > 0 else 0
+
+
+@torch.no_grad()
+def label_offsets(model: CVAE) -> torch.Tensor:
+    """project only: the C class offsets P e_c, shape (C, latent_dim), in latent units."""
+    if model.config.conditioning != "project":
+        raise ValueError("only the 'project' variant moves z by a label offset")
+    return model.label_projection.weight.detach().T.clone()
+
+
+# ----------------------------------------------------------------------------- the comparison
+@dataclass(frozen=True)
+class RunResult:
+    """One trained CVAE's numbers for the comparison table."""
+
+    name: str
+    conditioning: str
+    seed: int
+    latent_dim: int
+    parameters: int
+    train_seconds: float
+    neg_elbo_nats: float  # test negative ELBO per image (from the checkpoint's metrics)
+    label_accuracy: float  # share of generated digits the classifier reads as requested
+
+
+def run_result(
+    name: str,
+    trained: Trained,
+    classifier: DigitClassifier,
+    n_per_class: int = LABEL_SAMPLES_PER_CLASS,
+    sample_seed: int = 0,
+) -> RunResult:
+    """Collect one model's row: size, training time and test ELBO stored with it, label accuracy now."""
+    model = trained.model
+    if not isinstance(model, CVAE):
+        raise TypeError(f"{name} is not a CVAE")
+    metrics = trained.metrics
+    acc = label_accuracy(model, classifier, n_per_class=n_per_class, seed=sample_seed)
+    return RunResult(
+        name=name,
+        conditioning=model.config.conditioning,
+        seed=course_recipe(name).train.seed,
+        latent_dim=model.config.latent_dim,
+        parameters=parameter_counts(model).total,
+        train_seconds=float(metrics.get("train_seconds", math.nan)),
+        neg_elbo_nats=float(metrics.get("neg_elbo_nats", math.nan)),
+        label_accuracy=acc.accuracy,
+    )
+
+
+class Summary(NamedTuple):
+    mean: float
+    std: float  # sample standard deviation over seeds (nan with one seed)
+    n: int
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Mean and sample standard deviation (ddof = 1) of per-seed values."""
+    v = np.asarray(values, dtype=float)
+    std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+    return Summary(float(v.mean()), std, len(v))
+
+
+TABLE_METRICS = {  # column -> (heading, format)
+    "parameters": ("parameters", "{:,.0f}"),
+    "train_seconds": ("train time (s)", "{:.0f}"),
+    "neg_elbo_nats": ("test -ELBO (nats)", "{:.2f}"),
+    "label_accuracy": ("label accuracy", "{:.2%}"),
+}
+
+
+@dataclass
+class ComparisonTable:
+    """Per-variant mean and spread over seeds of each metric; ``str()`` prints it."""
+
+    rows: dict[str, dict[str, Summary]]  # variant -> metric -> Summary
+    results: list[RunResult] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        head = ["variant", "seeds", *[TABLE_METRICS[m][0] for m in TABLE_METRICS]]
+        lines = [head]
+        for variant, row in self.rows.items():
+            cells = [variant, str(row["label_accuracy"].n)]
+            for metric, (_, fmt) in TABLE_METRICS.items():
+                s = row[metric]
+                text = fmt.format(s.mean)
+                if metric != "parameters":
+                    text += " ± " + (fmt.format(s.std) if not math.isnan(s.std) else "n/a")
+                cells.append(text)
+            lines.append(cells)
+        widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+        out = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+               for r in lines]
+        out.insert(1, "-" * len(out[0]))
+        return "\n".join(out)
+
+
+def comparison_table(results: Sequence[RunResult]) -> ComparisonTable:
+    """Group runs by variant and summarize every metric over their seeds."""
+    rows: dict[str, dict[str, Summary]] = {}
+    for variant in dict.fromkeys(r.conditioning for r in results):
+        runs = [r for r in results if r.conditioning == variant]
+        rows[variant] = {m: summarize([getattr(r, m) for r in runs]) for m in TABLE_METRICS}
+    return ComparisonTable(rows, list(results))
+
+
+class Gap(NamedTuple):
+    metric: str
+    leader: str  # the variant with the better mean
+    gap: float  # |mean difference|
+    standard_error: float  # of the difference of means: sqrt(s_a^2 / n_a + s_b^2 / n_b)
+    largest_std: float  # the larger of the two seed-to-seed spreads
+    clear: bool | None  # gap > 2 standard errors (None with a single seed: cannot tell)
+
+
+def compare_variants(table: ComparisonTable, metric: str, higher_is_better: bool) -> Gap:
+    """Which variant is ahead on ``metric``, and is the gap larger than the seed noise?"""
+    (va, a), (vb, b) = [(v, row[metric]) for v, row in table.rows.items()][:2]
+    a_better = (a.mean > b.mean) == higher_is_better
+    gap = abs(a.mean - b.mean)
+    if a.n < 2 or b.n < 2:
+        return Gap(metric, va if a_better else vb, gap, math.nan, math.nan, None)
+    se = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
+    return Gap(metric, va if a_better else vb, gap, se, max(a.std, b.std), bool(gap > 2 * se))
+
+
+def describe_gap(g: Gap, unit_format: str = "{:.3g}") -> str:
+    """One sentence for the notebook: who leads, by how much, and whether it beats the noise."""
+    f = unit_format.format
+    head = f"{g.metric}: {g.leader} is ahead by {f(g.gap)}"
+    if g.clear is None:
+        return head + " (one seed only: no spread to compare the gap with)"
+    verdict = "larger than" if g.clear else "within"
+    return (head + f"; seed-to-seed std up to {f(g.largest_std)}, standard error of the gap "
+            f"{f(g.standard_error)}: the gap is {verdict} the noise (rule: gap > 2 standard errors)")
+
+
+# ----------------------------------------------------------------------------- why: probes
+@torch.no_grad()
+def posterior_means(model: CVAE, data: MNISTSplit, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """mu and logvar of q(z | x, y) for every image of ``data`` (encoded with its true label)."""
+    model.eval()
+    device = next(model.parameters()).device
+    mus, logvars = [], []
+    for x, y in batches(data, batch_size, shuffle=False):
+        post = model.encode(x.to(device), y.to(device))
+        mus.append(post.mu.cpu())
+        logvars.append(post.logvar.cpu())
+    return torch.cat(mus), torch.cat(logvars)
+
+
+class ProbeResult(NamedTuple):
+    accuracy: float  # on the held-out half
+    chance: float  # share of the most common digit in the held-out half
+    n_train: int
+    n_test: int
+
+
+def latent_probe(
+    z: torch.Tensor, y: torch.Tensor, hidden: int = 64, steps: int = 300, lr: float = 1e-2, seed: int = 0
+) -> ProbeResult:
+    """How well a small classifier reads the digit y from codes z alone.
+
+    Trains on one half (full-batch Adam, ``steps`` steps) and scores the other half.
+    ``hidden=0`` is logistic regression; otherwise one hidden ReLU layer of that width.
+    High accuracy: z carries the digit, so the decoder could ignore y.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    z, y = z.detach().float().cpu(), y.detach().long().cpu()
+    order = torch.randperm(len(z), generator=generator)
+    half = len(z) // 2
+    train_idx, test_idx = order[:half], order[half:]
+    mean, std = z[train_idx].mean(0), z[train_idx].std(0).clamp_min(1e-6)
+    z = (z - mean) / std  # standardize with training statistics only
+    k = z.shape[1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = (nn.Linear(k, NUM_CLASSES) if hidden == 0
+                 else nn.Sequential(nn.Linear(k, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES)))
+    optimizer = torch.optim.Adam(probe.parameters(), lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = F.cross_entropy(probe(z[train_idx]), y[train_idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        accuracy = float((probe(z[test_idx]).argmax(1) == y[test_idx]).float().mean())
+    chance = float(torch.bincount(y[test_idx], minlength=NUM_CLASSES).max()) / len(test_idx)
+    return ProbeResult(accuracy, chance, len(train_idx), len(test_idx))
+
+
+class PosteriorGap(NamedTuple):
+    mean_norm: torch.Tensor  # (C,): ||mean of mu over the images of label c||
+    kl: torch.Tensor  # (C,): KL(N(m_c, S_c) || N(0, I)) of the Gaussian fitted to q(z | y = c)
+    active_dims: int  # latent dimensions whose mu varies across images (Var > 0.01)
+
+
+def posterior_gap(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor, threshold: float = 0.01) -> PosteriorGap:
+    """How far each label's aggregate posterior sits from the N(0, I) samples come from.
+
+    For label c, q(z | y = c) averages q(z | x, c) over that label's images. Its mean is
+    the mean of mu and its covariance Cov(mu) + mean(diag(sigma^2)) (law of total
+    variance). A Gaussian with those moments is compared with N(0, I):
+    KL = 1/2 (tr S + m^T m - k - log det S). Zero means sampling z ~ N(0, I) with
+    label c lands where the decoder saw label c's codes during training.
+    """
+    mu, var, y = mu.double().cpu(), logvar.double().exp().cpu(), y.cpu()
+    k = mu.shape[1]
+    norms, kls = [], []
+    for c in range(NUM_CLASSES):
+        keep = y == c
+        if keep.sum() < 2:
+            norms.append(math.nan)
+            kls.append(math.nan)
+            continue
+        m = mu[keep].mean(0)
+        S = torch.cov(mu[keep].T).reshape(k, k) + torch.diag(var[keep].mean(0))
+        kl = 0.5 * (torch.trace(S) + m @ m - k - torch.linalg.slogdet(S).logabsdet)
+        norms.append(float(m.norm()))
+        kls.append(float(kl))
+    active = int((mu.var(0) > threshold).sum())
+    return PosteriorGap(torch.tensor(norms), torch.tensor(kls), active)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One model of the latent-size sweep: does its decoder listen to the label, and why."""
+
+    name: str
+    conditioning: str
+    latent_dim: int
+    label_accuracy: float
+    probe_accuracy: float  # digit read from mu alone (a small MLP on half the test images)
+    mean_kl: float  # mean over labels of KL(q(z | y) || N(0, I)) (fitted Gaussians)
+    mean_offset: float  # mean over labels of ||E[mu | y]||
+    active_dims: int
+
+
+def sweep_point(
+    name: str,
+    model: CVAE,
+    classifier: DigitClassifier,
+    data: MNISTSplit,
+    n_per_class: int = LABEL_SAMPLES_PER_CLASS,
+) -> SweepPoint:
+    """Label accuracy, latent probe and posterior gap of one model, on ``data``."""
+    mu, logvar = posterior_means(model, data)
+    probe = latent_probe(mu, data.y)
+    gap = posterior_gap(mu, logvar, data.y)
+    acc = label_accuracy(model, classifier, n_per_class=n_per_class).accuracy
+    return SweepPoint(name, model.config.conditioning, model.config.latent_dim, acc, probe.accuracy,
+                      float(gap.kl.nanmean()), float(gap.mean_norm.nanmean()), gap.active_dims)
+
+
+def format_sweep(points: Sequence[SweepPoint]) -> str:
+    """The sweep as an aligned text table."""
+    head = f"{'variant':8s} {'latent':>6s} {'label acc':>9s} {'probe acc':>9s} {'KL(q(z|y)||N(0,I))':>19s} " \
+           f"{'||E[mu|y]||':>11s} {'active dims':>11s}"
+    lines = [head, "-" * len(head)]
+    for p in sorted(points, key=lambda p: (p.conditioning, p.latent_dim)):
+        lines.append(f"{p.conditioning:8s} {p.latent_dim:6d} {p.label_accuracy:9.1%} {p.probe_accuracy:9.1%} "
+                     f"{p.mean_kl:19.2f} {p.mean_offset:11.2f} {p.active_dims:11d}")
+    return "\n".join(lines)
+
+
+def plot_sweep(points: Sequence[SweepPoint], chance: float = 0.1, default_latent: int | None = None):
+    """Three panels against latent size: label accuracy, latent probe, distance from N(0, I)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.9))
+    panels = [
+        ("label_accuracy", "label accuracy of samples", "Does the decoder draw the requested digit?"),
+        ("probe_accuracy", "probe accuracy (digit read from mu)", "Does z alone carry the digit?"),
+        ("mean_kl", "mean over labels of KL(q(z|y) || N(0, I)) (nats)", "How far is each label's code cloud\n"
+         "from the N(0, I) samples come from?"),
+    ]
+    sizes = sorted({p.latent_dim for p in points})
+    for ax, (attr, ylabel, title) in zip(axes, panels, strict=True):
+        for variant in VARIANTS:
+            pts = sorted((p for p in points if p.conditioning == variant), key=lambda p: p.latent_dim)
+            if pts:
+                ax.plot([p.latent_dim for p in pts], [getattr(p, attr) for p in pts], "o-",
+                        color=VARIANT_COLORS[variant], label=variant)
+        if attr == "probe_accuracy":
+            ax.axhline(chance, color="gray", ls=":", label="chance")
+        if default_latent is not None:
+            ax.axvline(default_latent, color="gray", ls="--", lw=0.8, label="course default")
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("latent size k")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if attr in ("label_accuracy", "probe_accuracy"):
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        ax.legend(fontsize=8)
+    fig.suptitle("Latent-size sweep: what the label does, and why")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- figures
+@torch.no_grad()
+def per_digit_samples(model: CVAE, n_per_digit: int = 8, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
+    """n_per_digit samples of each digit 0..9, digit-major: shape (10 * n_per_digit, 1, 28, 28)."""
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(n_per_digit)
+    generator = torch.Generator().manual_seed(seed)
+    return model.sample(labels, temperature=temperature, generator=generator)
+
+
+def _mark_cells(ax, wrong: np.ndarray, pad: int = PAD) -> None:
+    """Red frame around each grid cell where ``wrong`` (rows x cols) is True."""
+    for r, c in zip(*np.nonzero(wrong), strict=True):
+        ax.add_patch(Rectangle((pad + c * (28 + pad) - 1.5, pad + r * (28 + pad) - 1.5), 30, 30,
+                               fill=False, edgecolor="red", linewidth=1.5))
+
+
+@torch.no_grad()
+def plot_digit_grids(samples: dict[str, torch.Tensor], classifier: DigitClassifier | None = None):
+    """Side-by-side per-digit grids (10 rows, one per requested digit).
+
+    With a classifier, a red frame marks every sample it reads as another digit.
+    """
+    fig, axes = plt.subplots(1, len(samples), figsize=(5.2 * len(samples), 6.4), squeeze=False)
+    for ax, (name, images) in zip(axes[0], samples.items(), strict=True):
+        per_row = len(images) // NUM_CLASSES
+        grid = image_grid(images, nrow=per_row)
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+        title = name
+        if classifier is not None:
+            requested = torch.arange(NUM_CLASSES).repeat_interleave(per_row)
+            read = classifier.to(images.device).predict(images).cpu()
+            wrong = (read != requested).numpy().reshape(NUM_CLASSES, per_row)
+            _mark_cells(ax, wrong)
+            title += f"\n(red frame: classifier reads another digit; {int(wrong.sum())} of {len(images)})"
+        step = grid.shape[0] / NUM_CLASSES
+        ax.set_yticks([step * (i + 0.5) for i in range(NUM_CLASSES)], [str(d) for d in range(NUM_CLASSES)])
+        ax.set_xticks([])
+        ax.set_ylabel("requested digit y")
+        ax.set_xlabel(f"{per_row} samples, z ~ N(0, I)")
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("Per-digit samples")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def style_transfer(model: CVAE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Encode each x with its own label, keep z = mu, decode it with every label.
+
+    Returns (n, C, 1, 28, 28): row i is image i's handwriting drawn as each digit 0..C-1.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    mu = model.encode(x.to(device), y.to(device)).mu  # (n, k)
+    n, c = len(mu), model.config.num_classes
+    z = mu.repeat_interleave(c, dim=0)  # (n * C, k): each code C times
+    labels = torch.arange(c, device=device).repeat(n)  # 0..C-1 for every code
+    return torch.sigmoid(model.decode(z, labels)).reshape(n, c, *x.shape[1:])
+
+
+def plot_style_transfer(x: torch.Tensor, grids: dict[str, torch.Tensor]):
+    """For each variant: the test digits (left column) and their z decoded as every digit."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(6.3 * len(grids), 0.62 * len(x) + 1.4), squeeze=False)
+    for ax, (name, images) in zip(axes[0], grids.items(), strict=True):
+        n, c = images.shape[:2]
+        tiles = torch.cat([x.cpu().unsqueeze(1), torch.ones(n, 1, *x.shape[1:]), images.cpu()], dim=1)
+        grid = image_grid(tiles.reshape(-1, *x.shape[1:]), nrow=c + 2)
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+        ticks = [PAD + 14 + i * (28 + PAD) for i in range(c + 2)]
+        ax.set_xticks([ticks[0], *ticks[2:]], ["input", *[str(d) for d in range(c)]])
+        ax.set_yticks([])
+        ax.set_xlabel("label given to the decoder (same z in each row)")
+        ax.set_ylabel("test digit encoded with its own label")
+        ax.set_title(name)
+    fig.suptitle("Style and content: keep z = mu of a test digit, change only y")
+    fig.tight_layout()
+    return fig
+
+
+class DigitError(NamedTuple):
+    digit: int
+    accuracy: float  # share of samples requested as this digit that were read as it
+    confused_with: int  # the digit most often read instead
+    confused_share: float  # share of this digit's samples read as confused_with
+
+
+def hardest_digits(confusion: torch.Tensor, top: int = 3) -> list[DigitError]:
+    """The ``top`` requested digits with the lowest label accuracy, and what they turn into."""
+    conf = confusion.double()
+    totals = conf.sum(1).clamp_min(1)
+    accuracy = conf.diag() / totals
+    off = conf.clone()
+    off.fill_diagonal_(-1)
+    out = []
+    for d in accuracy.argsort()[:top].tolist():
+        other = int(off[d].argmax())
+        out.append(DigitError(d, float(accuracy[d]), other, float(conf[d, other] / totals[d])))
+    return out
+
+
+def plot_confusions(confusions: dict[str, torch.Tensor]):
+    """Row-normalized confusion of generated digits, diagonal hidden, one panel per variant.
+
+    Only the mistakes are coloured (percent of the requested digit's samples), so the
+    hard cases stand out; the per-digit accuracy is printed at the right of each row.
+    """
+    fig, axes = plt.subplots(1, len(confusions), figsize=(5.6 * len(confusions), 4.8), squeeze=False)
+    shares = {n: (c.double() / c.sum(1, keepdim=True).clamp_min(1)).numpy() for n, c in confusions.items()}
+    vmax = max(float((s - np.diag(np.diag(s))).max()) for s in shares.values()) or 1.0
+    for ax, (name, share) in zip(axes[0], shares.items(), strict=True):
+        errors = np.ma.masked_array(share, mask=np.eye(len(share), dtype=bool))
+        im = ax.imshow(errors * 100, cmap="Reds", vmin=0, vmax=vmax * 100)
+        for r in range(len(share)):
+            for c in range(len(share)):
+                if r != c and share[r, c] >= 0.01:
+                    ax.text(c, r, f"{share[r, c]:.0%}", ha="center", va="center", fontsize=7,
+                            color="white" if share[r, c] > 0.6 * vmax else "black")
+            ax.text(len(share) - 0.3, r, f"{share[r, r]:.0%}", ha="left", va="center", fontsize=7)
+        ax.set_xticks(range(NUM_CLASSES))
+        ax.set_yticks(range(NUM_CLASSES))
+        ax.set_xlabel("digit the classifier reads")
+        ax.set_ylabel("requested digit y")
+        ax.set_title(f"{name}: where the misread samples go\n(right: per-digit accuracy)", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.12, label="% of the requested digit's samples")
+    fig.suptitle("Which digits does each variant get wrong?")
+    fig.tight_layout()
+    return fig
+
+
+def plot_test_curves(histories: dict[str, Trained], title: str = "Same budget: test loss per epoch"):
+    """Test negative ELBO per epoch of several trained models on one axes."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, trained in histories.items():
+        h = trained.history
+        variant = getattr(trained.model.config, "conditioning", "")
+        ax.plot(h.epoch, h.test_loss, "o-", ms=3, label=name, color=VARIANT_COLORS.get(variant))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test negative ELBO (nats / image)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

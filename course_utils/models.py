@@ -1,0 +1,364 @@
+"""The course's three models (AE, VAE, CVAE) and the digit classifier that scores them.
+
+Every model is a small MLP on flattened 28x28 MNIST; the decoders output logits
+(one per pixel) so that losses can use the numerically stable with-logits form, and
+``x_hat = sigmoid(logits)`` is the reconstruction in [0, 1]. Every forward returns a
+NamedTuple with named fields, never a bare tuple. Each model has a ``@dataclass``
+config that a checkpoint stores, so ``load_model`` can rebuild it.
+
+Names follow the math: x (images), x_hat (reconstruction), z (latent code),
+mu / logvar (the encoder's Gaussian q(z | x) = N(mu, diag(exp(logvar)))), y (labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS
+
+CONDITIONINGS = ("concat", "project")
+
+
+# ----------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class AEConfig:
+    latent_dim: int = 16  # size of the bottleneck code z
+    hidden_dims: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = 16  # size of z; the prior is N(0, I) in this many dimensions
+    hidden_dims: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them
+
+
+@dataclass(frozen=True)
+class CVAEConfig:
+    latent_dim: int = 16  # size of z; the prior p(z | y) is N(0, I) for every y
+    hidden_dims: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them
+    conditioning: str = "concat"  # how the decoder sees y: "concat" or "project"
+    num_classes: int = NUM_CLASSES  # labels are integers 0 .. num_classes - 1
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    channels: tuple[int, int] = (32, 64)  # output channels of the two conv layers
+    hidden_dim: int = 128  # width of the fully connected layer
+
+
+# ----------------------------------------------------------------------------- outputs
+class AEOutput(NamedTuple):
+    z: torch.Tensor  # (B, latent_dim) code
+    logits: torch.Tensor  # (B, 1, 28, 28) decoder output before the sigmoid
+    x_hat: torch.Tensor  # (B, 1, 28, 28) reconstruction in [0, 1]
+
+
+class Posterior(NamedTuple):
+    mu: torch.Tensor  # (B, latent_dim) mean of q(z | x)
+    logvar: torch.Tensor  # (B, latent_dim) log sigma^2 of q(z | x)
+
+
+class VAEOutput(NamedTuple):
+    mu: torch.Tensor  # (B, latent_dim)
+    logvar: torch.Tensor  # (B, latent_dim)
+    z: torch.Tensor  # (B, latent_dim) one sample from q(z | x)
+    logits: torch.Tensor  # (B, 1, 28, 28)
+    x_hat: torch.Tensor  # (B, 1, 28, 28) in [0, 1]
+
+
+# ----------------------------------------------------------------------------- checks
+def check_images(x: torch.Tensor) -> torch.Tensor:
+    """Validate a batch of images and return it flattened to (B, 784)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"images must be floating point in [0, 1], got dtype {x.dtype}; "
+            "divide uint8 pixels by 255."
+        )
+    if x.dim() == 4 and tuple(x.shape[1:]) == IMAGE_SHAPE:
+        return x.reshape(x.shape[0], NUM_PIXELS)  # (B, 1, 28, 28) -> (B, 784)
+    if x.dim() == 2 and x.shape[1] == NUM_PIXELS:
+        return x
+    raise ValueError(
+        f"images must have shape (B, 1, 28, 28) or (B, 784), got {tuple(x.shape)}. "
+        "A single image needs a batch dimension: x.unsqueeze(0)."
+    )
+
+
+def check_labels(y: torch.Tensor, batch_size: int | None, num_classes: int) -> torch.Tensor:
+    """Validate integer labels in [0, num_classes) with one label per image."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor of integers, got {type(y).__name__}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"labels must be integers 0..{num_classes - 1}, got dtype {y.dtype}")
+    if y.dim() != 1:
+        raise ValueError(f"labels must have shape (B,), got {tuple(y.shape)}")
+    if batch_size is not None and y.shape[0] != batch_size:
+        raise ValueError(f"got {batch_size} images but {y.shape[0]} labels: give one label per image")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}; got values from {int(y.min())} "
+            f"to {int(y.max())}"
+        )
+    return y.long()
+
+
+def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
+    if z.dim() != 2 or z.shape[1] != latent_dim:
+        raise ValueError(
+            f"z must have shape (B, {latent_dim}) for this model, got {tuple(z.shape)}"
+        )
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with a ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _unflatten(logits: torch.Tensor) -> torch.Tensor:
+    return logits.reshape(-1, *IMAGE_SHAPE)  # (B, 784) -> (B, 1, 28, 28)
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+# ----------------------------------------------------------------------------- AE
+class AutoEncoder(nn.Module):
+    """A deterministic autoencoder: z = encoder(x), x_hat = sigmoid(decoder(z)).
+
+    The bottleneck is a plain linear layer, with no ReLU after it. A ReLU there (as
+    in one of the seed posts) clips every negative code to 0: a unit whose
+    pre-activation turns negative for all inputs gets no gradient again and is lost
+    for good, so an 8-unit bottleneck can end up using fewer than 8 numbers.
+    """
+
+    def __init__(self, config: AEConfig = AEConfig()):
+        super().__init__()
+        self.config = config
+        dims = [NUM_PIXELS, *config.hidden_dims, config.latent_dim]
+        self.encoder = mlp(dims)  # 784 -> ... -> latent_dim (linear bottleneck)
+        self.decoder = mlp(dims[::-1])  # latent_dim -> ... -> 784 logits
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(check_images(x))  # (B, 784) -> (B, latent_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits of the reconstruction, shape (B, 1, 28, 28)."""
+        _check_latent(z, self.config.latent_dim)
+        return _unflatten(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> AEOutput:
+        z = self.encode(x)
+        logits = self.decode(z)
+        return AEOutput(z=z, logits=logits, x_hat=torch.sigmoid(logits))
+
+
+# ----------------------------------------------------------------------------- VAE
+class VAE(nn.Module):
+    """Variational autoencoder (Kingma and Welling 2014) with a N(0, I) prior.
+
+    Encoder: q(z | x) = N(mu, diag(sigma^2)), with logvar = log sigma^2 as output
+    (unconstrained, so no positivity constraint is needed). Decoder: p(x | z) is a
+    product of Bernoullis whose logits the decoder returns.
+    """
+
+    def __init__(self, config: VAEConfig = VAEConfig()):
+        super().__init__()
+        self.config = config
+        dims = [NUM_PIXELS, *config.hidden_dims]
+        self.encoder = nn.Sequential(mlp(dims), nn.ReLU())  # 784 -> hidden
+        self.to_mu = nn.Linear(dims[-1], config.latent_dim)
+        self.to_logvar = nn.Linear(dims[-1], config.latent_dim)
+        self.decoder = mlp([config.latent_dim, *dims[::-1]])  # latent -> ... -> 784
+
+    def encode(self, x: torch.Tensor) -> Posterior:
+        h = self.encoder(check_images(x))  # (B, 784) -> (B, hidden_dims[-1])
+        return Posterior(mu=self.to_mu(h), logvar=self.to_logvar(h))
+
+    def reparameterize(
+        self, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I); pass ``eps`` to pin the noise."""
+        return reparameterize(mu, logvar, eps)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits of p(x | z), shape (B, 1, 28, 28)."""
+        _check_latent(z, self.config.latent_dim)
+        return _unflatten(self.decoder(z))
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, eps)
+        logits = self.decode(z)
+        return VAEOutput(mu, logvar, z, logits, torch.sigmoid(logits))
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n images in [0, 1], shape (n, 1, 28, 28), decoded from z ~ N(0, T^2 I)."""
+        _check_temperature(temperature)
+        z = temperature * _prior_noise(n, self.config.latent_dim, generator, _device(self))
+        return torch.sigmoid(self.decode(z))
+
+
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Draw z ~ N(mu, diag(exp(logvar))) as a differentiable function of mu and logvar."""
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} differ in shape")
+    if eps is None:
+        eps = torch.randn_like(mu)
+    elif eps.shape != mu.shape:
+        raise ValueError(f"eps must have the shape of mu {tuple(mu.shape)}, got {tuple(eps.shape)}")
+    # Kingma and Welling 2014, eq. (10): z = mu + sigma * eps, sigma = exp(logvar / 2)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def _prior_noise(
+    n: int, latent_dim: int, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    if n < 0:
+        raise ValueError(f"number of samples must be >= 0, got {n}")
+    # Drawn on the CPU so that a seeded generator gives the same z on every device.
+    return torch.randn(n, latent_dim, generator=generator).to(device)
+
+
+# ----------------------------------------------------------------------------- CVAE
+class CVAE(nn.Module):
+    """Conditional VAE: q(z | x, y), p(x | z, y), prior p(z | y) = N(0, I).
+
+    The encoder always sees [x; onehot(y)]. The decoder sees the label in one of two
+    ways, and nothing else differs between them:
+
+    - ``"concat"``: the decoder's input is [z; onehot(y)] (latent_dim + 10 numbers);
+    - ``"project"``: the decoder's input is z + P onehot(y), with P a learned
+      (latent_dim x 10) matrix: the label moves the point in latent space.
+
+    (Adding a learned projection of y to the encoder's first hidden layer would be
+    the same function as concatenating y to x: W [x; y] = W_x x + W_y y. So the
+    encoder is shared by both variants.)
+    """
+
+    def __init__(self, config: CVAEConfig = CVAEConfig()):
+        super().__init__()
+        if config.conditioning not in CONDITIONINGS:
+            raise ValueError(
+                f"conditioning must be one of {CONDITIONINGS}, got {config.conditioning!r}"
+            )
+        self.config = config
+        k, c = config.latent_dim, config.num_classes
+        dims = [NUM_PIXELS, *config.hidden_dims]
+        self.encoder = nn.Sequential(mlp([NUM_PIXELS + c, *dims[1:]]), nn.ReLU())
+        self.to_mu = nn.Linear(dims[-1], k)
+        self.to_logvar = nn.Linear(dims[-1], k)
+        if config.conditioning == "concat":
+            self.decoder = mlp([k + c, *dims[::-1]])  # [z; y] -> ... -> 784
+        else:
+            self.label_projection = nn.Linear(c, k, bias=False)  # P: one-hot -> R^k
+            self.decoder = mlp([k, *dims[::-1]])  # z + P y -> ... -> 784
+
+    def one_hot(self, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Validated labels as float one-hot vectors on the model's device, (B, 10)."""
+        y = check_labels(y, batch_size, self.config.num_classes)
+        return F.one_hot(y.to(_device(self)), self.config.num_classes).float()
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> Posterior:
+        x = check_images(x)
+        h = self.encoder(torch.cat([x, self.one_hot(y, x.shape[0])], dim=1))  # (B, 794) ->
+        return Posterior(mu=self.to_mu(h), logvar=self.to_logvar(h))
+
+    def reparameterize(
+        self, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return reparameterize(mu, logvar, eps)
+
+    def decoder_input(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What the decoder's first layer sees: [z; y] or z + P y."""
+        _check_latent(z, self.config.latent_dim)
+        y_onehot = self.one_hot(y, z.shape[0])
+        if self.config.conditioning == "concat":
+            return torch.cat([z, y_onehot], dim=1)  # (B, k) -> (B, k + 10)
+        return z + self.label_projection(y_onehot)  # (B, k)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Logits of p(x | z, y), shape (B, 1, 28, 28)."""
+        return _unflatten(self.decoder(self.decoder_input(z, y)))
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> VAEOutput:
+        mu, logvar = self.encode(x, y)
+        z = self.reparameterize(mu, logvar, eps)
+        logits = self.decode(z, y)
+        return VAEOutput(mu, logvar, z, logits, torch.sigmoid(logits))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        labels: torch.Tensor | list[int],
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """One image per label, shape (N, 1, 28, 28) in [0, 1], from z ~ N(0, T^2 I)."""
+        _check_temperature(temperature)
+        y = torch.as_tensor(labels)
+        z = temperature * _prior_noise(len(y), self.config.latent_dim, generator, _device(self))
+        return torch.sigmoid(self.decode(z, y))
+
+
+# ----------------------------------------------------------------------------- classifier
+class DigitClassifier(nn.Module):
+    """A small CNN that reads digits (about 99% on the MNIST test set).
+
+    The course uses it as a judge: ``label_accuracy`` asks it which digit a CVAE drew.
+    """
+
+    def __init__(self, config: ClassifierConfig = ClassifierConfig()):
+        super().__init__()
+        self.config = config
+        c1, c2 = config.channels
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> (B, c2, 7, 7)
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(c2 * 7 * 7, config.hidden_dim), nn.ReLU(),
+            nn.Linear(config.hidden_dim, NUM_CLASSES),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, shape (B, 10)."""
+        x = check_images(x).reshape(-1, *IMAGE_SHAPE)
+        return self.head(self.features(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Predicted digit for each image, shape (B,)."""
+        return torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
+    "AutoEncoder": (AutoEncoder, AEConfig),
+    "VAE": (VAE, VAEConfig),
+    "CVAE": (CVAE, CVAEConfig),
+    "DigitClassifier": (DigitClassifier, ClassifierConfig),
+}

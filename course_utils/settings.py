@@ -1,0 +1,142 @@
+"""Run-time settings shared by every notebook: paths, device, seeding, fast mode.
+
+Nothing here runs at import time; every function reads the environment when called.
+
+Environment variables (all optional):
+    COURSE_FAST    "1" trains every model on a small subset for few epochs (CI);
+                   "0" forces full mode. Unset: fast mode when ``CI`` is set.
+    COURSE_DEVICE  "cuda", "mps" or "cpu": use this device instead of the automatic
+                   choice (for a classroom machine with a broken GPU driver).
+    COURSE_ROOT    folder that holds ``data/`` and ``checkpoints/`` (Colab sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+DEVICE_CHOICES = ("cuda", "mps", "cpu")
+
+
+def is_ci() -> bool:
+    """True when running under continuous integration (the ``CI`` variable is set)."""
+    return os.environ.get("CI", "").strip().lower() not in {"", *_FALSE}
+
+
+def is_fast_mode() -> bool:
+    """True when notebooks should train on a small subset for few epochs (CI).
+
+    ``COURSE_FAST`` decides when it is set; otherwise fast mode follows ``CI``.
+    Full mode, the classroom default, is what you get on a laptop.
+    """
+    value = os.environ.get("COURSE_FAST", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if value:
+        raise ValueError(
+            f"COURSE_FAST={value!r} is not understood: use 1 (fast mode) or 0 (full mode)."
+        )
+    return is_ci()
+
+
+def mode_name() -> str:
+    """``"fast"`` or ``"full"``, for printing in a notebook's setup cell."""
+    return "fast" if is_fast_mode() else "full"
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """Pick CUDA, then Apple MPS, then CPU.
+
+    ``prefer`` (or the ``COURSE_DEVICE`` variable) forces one of "cuda", "mps", "cpu";
+    asking for a device this machine does not have raises an error saying so.
+    """
+    choice = (prefer or os.environ.get("COURSE_DEVICE", "")).strip().lower()
+    if choice:
+        if choice not in DEVICE_CHOICES:
+            raise ValueError(
+                f"COURSE_DEVICE={choice!r} is not a device: use one of {', '.join(DEVICE_CHOICES)}."
+            )
+        if choice == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                "COURSE_DEVICE=cuda, but PyTorch sees no CUDA GPU here. "
+                "Unset COURSE_DEVICE or set it to cpu."
+            )
+        if choice == "mps" and not _mps_available():
+            raise RuntimeError(
+                "COURSE_DEVICE=mps, but Apple's MPS backend is not available here. "
+                "Unset COURSE_DEVICE or set it to cpu."
+            )
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def describe_device(device: torch.device) -> str:
+    """A one-line description of ``device`` for a notebook's setup cell."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (every device) with one number."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def course_root() -> Path:
+    """The folder that holds ``data/mnist`` and ``checkpoints/``.
+
+    Looked up in this order: ``COURSE_ROOT``; the repository this package sits in
+    (an editable or in-place install); the current folder and its parents.
+    """
+    env = os.environ.get("COURSE_ROOT")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / "data").is_dir():
+            raise FileNotFoundError(
+                f"COURSE_ROOT={env} has no data/ folder. Point it at the course's "
+                "repository (the folder with data/mnist and checkpoints/)."
+            )
+        return root
+    candidates = [Path(__file__).resolve().parent.parent]
+    here = Path.cwd().resolve()
+    candidates += [here, *here.parents]
+    for root in candidates:
+        if (root / "data" / "mnist").is_dir():
+            return root
+    raise FileNotFoundError(
+        "Cannot find the course folder (one with data/mnist inside). Run from inside "
+        "the course repository, or set COURSE_ROOT to its path."
+    )
+
+
+def checkpoint_dir() -> Path:
+    """Where train-or-load keeps checkpoints.
+
+    Full mode uses ``checkpoints/`` (the shipped ones live there); fast mode uses
+    ``checkpoints/fast/`` so CI never overwrites a shipped checkpoint.
+    """
+    base = course_root() / "checkpoints"
+    return base / "fast" if is_fast_mode() else base

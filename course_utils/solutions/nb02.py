@@ -1,0 +1,186 @@
+"""Exercises of notebook 02: checks and solutions (see course_utils.solutions).
+
+The function exercises are checked against the package's own functions on random
+inputs (several shapes, extreme log-variances included), and the feedback names the
+usual mistakes: a missing sum over dimensions, sigma = exp(logvar) instead of
+exp(logvar / 2), a mean over pixels instead of a sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..losses import bernoulli_nll, gaussian_kl
+from ..models import reparameterize
+from . import exercise
+
+
+def _random_posteriors(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(1, 1), (7, 3), (64, 16)]
+    out = [(torch.randn(*s, generator=g), 2 * torch.randn(*s, generator=g)) for s in shapes]
+    out.append((torch.zeros(4, 5), torch.zeros(4, 5)))  # q = p: KL must be exactly 0
+    return out
+
+
+def _as_function(answer: Any) -> tuple[bool, str]:
+    if not callable(answer):
+        return False, f"answer should be your function itself (no brackets), got a {type(answer).__name__}"
+    return True, ""
+
+
+# ----------------------------------------------------------------------------- 02.gaussian-kl
+def _check_kl(answer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[bool, str]:
+    ok, why = _as_function(answer)
+    if not ok:
+        return ok, why
+    for mu, logvar in _random_posteriors():
+        got = answer(mu, logvar)
+        want = gaussian_kl(mu, logvar)
+        if not isinstance(got, torch.Tensor):
+            return False, f"return a tensor, got {type(got).__name__}"
+        if got.shape == mu.shape:
+            return False, "one KL per row is wanted, shape (B,): sum the per-dimension terms over dim=1"
+        if got.shape != want.shape:
+            return False, f"expected shape {tuple(want.shape)} for mu of shape {tuple(mu.shape)}, got {tuple(got.shape)}"
+        if torch.allclose(got, -want, atol=1e-5) and want.abs().max() > 1e-3:
+            return False, "the sign is flipped: a KL divergence is never negative"
+        if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+            return False, (f"for mu of shape {tuple(mu.shape)} the values differ from the closed form by up to "
+                           f"{float((got - want).abs().max()):.3g} nats; remember sigma^2 = exp(logvar)")
+    return True, "matches the closed form on random inputs, including q = p (KL = 0)"
+
+
+@exercise("02.gaussian-kl", _check_kl,
+          "Each dimension contributes -1/2 (1 + log sigma^2 - mu^2 - sigma^2), with log sigma^2 = logvar "
+          "and sigma^2 = exp(logvar); the dimensions are independent, so their KLs add up.")
+def solve_gaussian_kl() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+
+    return kl_to_standard_normal
+
+
+# ----------------------------------------------------------------------------- 02.reparameterize
+def _check_reparameterize(answer: Callable[..., torch.Tensor]) -> tuple[bool, str]:
+    ok, why = _as_function(answer)
+    if not ok:
+        return ok, why
+    g = torch.Generator().manual_seed(1)
+    for mu, logvar in _random_posteriors(seed=1):
+        eps = torch.randn(mu.shape, generator=g)
+        mu_, logvar_ = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
+        got = answer(mu_, logvar_, eps)
+        want = reparameterize(mu, logvar, eps)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return False, f"return z with the shape of mu {tuple(mu.shape)}"
+        if torch.allclose(got.detach(), mu + logvar.exp() * eps, atol=1e-5) and not torch.allclose(want, got.detach()):
+            return False, "sigma = exp(logvar) is sigma^2: the standard deviation is exp(0.5 * logvar)"
+        if not torch.allclose(got.detach(), want, rtol=1e-4, atol=1e-5):
+            return False, "z differs from mu + sigma * eps for the given eps (use the eps passed in, not a new one)"
+        if not got.requires_grad:
+            return False, "z has no gradient path to mu and logvar: build it from them with tensor operations"
+        got.sum().backward()
+        if not torch.allclose(mu_.grad, torch.ones_like(mu)):
+            return False, "dz/dmu should be 1"
+        if not torch.allclose(logvar_.grad, 0.5 * torch.exp(0.5 * logvar) * eps, rtol=1e-4, atol=1e-5):
+            return False, "dz/dlogvar should be 0.5 * sigma * eps"
+    return True, "z = mu + exp(0.5 logvar) * eps, and autograd reaches mu and logvar"
+
+
+@exercise("02.reparameterize", _check_reparameterize,
+          "All the randomness goes into eps, drawn outside the graph; z is then an ordinary differentiable "
+          "function of mu and logvar, with sigma = exp(logvar / 2).")
+def solve_reparameterize() -> Callable[..., torch.Tensor]:
+    def my_reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        sigma = torch.exp(0.5 * logvar)
+        return mu + sigma * eps
+
+    return my_reparameterize
+
+
+# ----------------------------------------------------------------------------- 02.neg-elbo
+def _check_neg_elbo(answer: Callable[..., torch.Tensor]) -> tuple[bool, str]:
+    ok, why = _as_function(answer)
+    if not ok:
+        return ok, why
+    g = torch.Generator().manual_seed(2)
+    for batch in (1, 5, 32):
+        logits = 3 * torch.randn(batch, 1, 28, 28, generator=g)
+        x = torch.rand(batch, 1, 28, 28, generator=g)
+        mu, logvar = torch.randn(batch, 8, generator=g), torch.randn(batch, 8, generator=g)
+        got = answer(logits, x, mu, logvar)
+        recon = bernoulli_nll(logits, x).mean()
+        kl = gaussian_kl(mu, logvar).mean()
+        want = recon + kl
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return False, "return one number (a 0-d tensor): the negative ELBO averaged over the batch"
+        got = got.reshape(())
+        if torch.allclose(got, recon / 784 + kl, rtol=1e-4):
+            return False, "the reconstruction term is a mean over pixels: sum over the 784 pixels of an image"
+        if torch.allclose(got, recon, rtol=1e-4) or torch.allclose(got, recon - kl, rtol=1e-4):
+            return False, "add the KL term: negative ELBO = reconstruction + KL"
+        if torch.allclose(got, want * batch, rtol=1e-4) and batch > 1:
+            return False, "that is the sum over the batch; average over images (nats per image)"
+        if not torch.allclose(got, want, rtol=1e-4):
+            return False, f"expected {float(want):.3f} nats for a batch of {batch}, got {float(got):.3f}"
+    return True, "reconstruction (summed over pixels) + KL, averaged over images"
+
+
+@exercise("02.neg-elbo", _check_neg_elbo,
+          "-ELBO = -E_q[log p(x|z)] + KL(q(z|x) || p(z)). With one sample z the first term is the binary "
+          "cross-entropy between x and the decoder's logits, summed over the 784 pixels.")
+def solve_neg_elbo() -> Callable[..., torch.Tensor]:
+    import torch.nn.functional as F
+
+    def neg_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+        return (recon + kl).mean()
+
+    return neg_elbo
+
+
+# ----------------------------------------------------------------------------- multiple choice
+def _choice_checker(correct: str, feedback: dict[str, str]) -> Callable[[Any], tuple[bool, str]]:
+    def check(answer: Any) -> tuple[bool, str]:
+        if not isinstance(answer, str) or answer.strip().lower() not in feedback:
+            return False, f"answer with one letter: {', '.join(repr(k) for k in feedback)}"
+        letter = answer.strip().lower()
+        return letter == correct, feedback[letter]
+
+    return check
+
+
+TEMPERATURE_FEEDBACK = {
+    "a": "no: more variety and broken strokes is what a HIGH temperature (T = 1.5) gives",
+    "b": "yes: z ~ N(0, 0.25 I) stays near the middle of the prior, where every training code's posterior "
+         "overlaps; the decoder's output there is a typical, clean digit, and the samples look alike",
+    "c": "no: the rows of the figure differ, and the classifier's table above measures how",
+    "d": "no: temperature changes only how z is drawn at sampling time; the trained model is the same",
+}
+
+
+@exercise("02.temperature", _choice_checker("b", TEMPERATURE_FEEDBACK),
+          "Temperature scales the prior's standard deviation when sampling. Small T keeps z where the "
+          "decoder is most practised: cleaner but less varied digits.")
+def solve_temperature() -> str:
+    return "b"
+
+
+BETA_FEEDBACK = {
+    "a": "no: a larger beta makes the KL term cost more, so the encoder spends fewer nats on it",
+    "b": "no: beta = 4 has the smallest KL, and its reconstructions are the blurriest of the three",
+    "c": "yes: a small beta makes information in z cheap, so the KL grows and the reconstruction term "
+         "falls; the price is a posterior further from the prior, and prior samples that fit it less well",
+    "d": "no: the table and the trade-off plot show both terms moving with beta",
+}
+
+
+@exercise("02.beta", _choice_checker("c", BETA_FEEDBACK),
+          "The loss is recon + beta * KL: beta is the price of one nat of information about x in z.")
+def solve_beta() -> str:
+    return "c"

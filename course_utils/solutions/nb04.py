@@ -1,0 +1,3 @@
+"""Exercises of notebook 04: checks and solutions (see course_utils.solutions)."""
+
+from __future__ import annotations
