@@ -85,7 +85,7 @@ def read_payload(path: str | Path) -> dict[str, Any]:
             ValueError, AttributeError) as err:
         raise CheckpointError(
             f"{path} is not a readable course checkpoint (it may be truncated or another "
-            f"kind of file): {type(err).__name__}: {str(err).splitlines()[0][:200]}. "
+            f"kind of file): {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}. "
             "Delete it and retrain with: python -m course_utils train all"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -58,11 +58,15 @@ def rewrite_notebooks(folder: Path, repository: str = REPOSITORY) -> list[Path]:
         before = json.dumps(cells)
         for cell in cells:
             text = "".join(cell["source"])
+            # Assign only real changes: nbformat stores sources as lists of lines, and
+            # replacing an identical list by a string would count as a change.
             if cell["cell_type"] == "markdown" and "colab-badge.svg" in text:
                 lines = [new_badge if "colab-badge.svg" in line else line for line in text.split("\n")]
-                cell["source"] = "\n".join(lines)
+                if "\n".join(lines) != text:
+                    cell["source"] = "\n".join(lines)
             if cell["cell_type"] == "code" and text.startswith(SETUP_MARKER):
-                cell["source"] = setup_cell_source(repository)
+                if text != setup_cell_source(repository):
+                    cell["source"] = setup_cell_source(repository)
         if json.dumps(cells) != before:
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             changed.append(path)

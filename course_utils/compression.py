@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -298,10 +299,12 @@ def code_confusion(z_train: torch.Tensor, y_train: torch.Tensor, z_test: torch.T
     return confusion / confusion.sum(1, keepdim=True).clamp_min(1)
 
 
-def code_confusion_of(model: nn.Module, data: LessonData, neighbours: int = 15) -> torch.Tensor:
-    """``code_confusion`` of a model's codes: training codes vote on each test code."""
-    z_train, z_test = encode_all(model, data.train.x), encode_all(model, data.test.x)
-    return code_confusion(z_train, data.train.y.cpu(), z_test, data.test.y.cpu(), neighbours)
+def code_confusion_of(model: nn.Module, data: LessonData, neighbours: int = 15,
+                      voters: int = 10_000) -> torch.Tensor:
+    """``code_confusion`` of a model's codes: the first ``voters`` training codes vote on every test code."""
+    train = data.train.subset(voters)
+    z_train, z_test = encode_all(model, train.x), encode_all(model, data.test.x)
+    return code_confusion(z_train, train.y.cpu(), z_test, data.test.y.cpu(), neighbours)
 
 
 class DigitPair(NamedTuple):
@@ -373,10 +376,16 @@ def plot_distortion_vs_code_size(ae_rows: Sequence[CompressionRow], pca_rows: Se
     ax.set_yscale("log")
     ks = sorted({r.latent_dim for r in [*ae_rows, *pca_rows]})
     ax.set_xticks(ks, [str(k) for k in ks])
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("code size k (numbers per image; 784 pixels in)")
     ax.set_ylabel("test MSE per pixel (log scale)")
     right = ax.secondary_yaxis("right", functions=(lambda m: 10 * _log10(1 / m), lambda p: 10 ** (-p / 10)))
-    right.set_ylabel("PSNR (dB)")
+    right.yaxis.set_major_locator(ticker.MultipleLocator(2))
+    right.yaxis.set_minor_locator(ticker.NullLocator())
+    right.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.0f"))
+    right.set_ylabel("PSNR (dB), higher is better")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     ax.set_title(title)
@@ -388,41 +397,108 @@ def _log10(v):
     return np.log10(np.clip(v, 1e-12, None))
 
 
-def plot_codes_with_box(z: torch.Tensor, y: torch.Tensor, z_box: torch.Tensor,
-                        title: str = "2-D codes of test digits and uniform samples from their box"):
-    """The 2-D codes coloured by digit, their bounding box, and codes sampled uniformly from it."""
+def plot_codes_with_box(z: torch.Tensor, y: torch.Tensor, box: CodeBox, z_box: torch.Tensor,
+                        title: str = "2-D codes of test digits and uniform samples from a box"):
+    """2-D codes ``z`` coloured by digit ``y``, the rectangle ``box``, and the codes ``z_box`` drawn from it."""
     from .plotting import plot_latent_scatter
 
-    fig = plot_latent_scatter(z, y, title=title)
-    ax = fig.axes[0]
-    box = code_box(z)
+    fig, ax = plt.subplots(figsize=(7.2, 5.6))
+    plot_latent_scatter(z, y, title=title, ax=ax)
     low, high = box.low.tolist(), box.high.tolist()
-    ax.add_patch(plt.Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1], fill=False, ls="--", color="k"))
-    ax.scatter(z_box[:, 0].numpy(), z_box[:, 1].numpy(), marker="x", s=18, color="k", label="box sample")
-    ax.legend(markerscale=2, fontsize=7, title="digit", loc="best", ncol=2)
+    ax.add_patch(plt.Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1], fill=False, ls="--",
+                               color="k", label="bounding box"))
+    ax.scatter(z_box[:, 0].numpy(), z_box[:, 1].numpy(), marker="x", s=18, color="k", label="box draw")
+    ax.legend(markerscale=2, fontsize=8, title="digit", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
 
 
-def plot_readability(latent_dims: Sequence[int], box_share: Sequence[float], real_share: float,
-                     reconstruction_share: Sequence[float] | None = None, threshold: float = 0.9,
-                     title: str = "Can the classifier read what the decoder makes?"):
-    """Share of images read with confidence > threshold, against code size k."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.axhline(real_share, color="k", ls=":", label="real test digits")
-    if reconstruction_share is not None:
-        ax.plot(latent_dims, reconstruction_share, "s--", label="reconstructions of test digits")
-    ax.plot(latent_dims, box_share, "o-", color="C3", label="decoded uniform samples from the code box")
+def plot_readability(latent_dims: Sequence[int], curves: dict[str, Sequence[float]], levels: dict[str, float],
+                     threshold: float = 0.9, title: str = "Can the classifier read what the decoder makes?"):
+    """Share of images read with confidence > ``threshold`` against code size k.
+
+    ``curves`` maps a name to one share per k (lines with markers); ``levels`` maps a name
+    to a single share that does not depend on k (horizontal lines).
+    """
+    fig, ax = plt.subplots(figsize=(7.4, 4.0))
+    for (name, level), style in zip(levels.items(), (":", "-.", "--"), strict=False):
+        ax.axhline(level, color="k", ls=style, lw=1.2, label=name)
+    for (name, shares), marker in zip(curves.items(), "sovD^", strict=False):
+        ax.plot(list(latent_dims), list(shares), marker=marker, ls="-", label=name)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(latent_dims), [str(k) for k in latent_dims])
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("code size k")
     ax.set_ylabel(f"share read with confidence > {threshold:g}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def digit_mix(reading: Readability) -> torch.Tensor:
+    """Share of each digit 0..9 among the images read with confidence above the threshold, (10,)."""
+    confident = reading.digit[reading.confidence > reading.threshold]
+    counts = torch.bincount(confident, minlength=NUM_CLASSES).float()
+    return counts / counts.sum().clamp_min(1)
+
+
+def plot_digit_mix(mixes: dict[str, torch.Tensor], title: str = "Which digits come out?"):
+    """Grouped bars: for each named set of images, the share of each digit among its confident reads."""
+    fig, ax = plt.subplots(figsize=(7.4, 3.6))
+    width = 0.8 / len(mixes)
+    for i, (name, mix) in enumerate(mixes.items()):
+        ax.bar(np.arange(NUM_CLASSES) + (i - (len(mixes) - 1) / 2) * width, mix.numpy(), width, label=name)
+    ax.axhline(1 / NUM_CLASSES, color="k", ls=":", lw=1, label="every digit equally often")
+    ax.set_xticks(range(NUM_CLASSES))
+    ax.set_xlabel("digit the classifier reads")
+    ax.set_ylabel("share of the confident reads")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+class PathReading(NamedTuple):
+    """How readable the points part-way between pairs of images are."""
+
+    t: list[float]  # positions along the straight lines (0 = first image, 1 = second)
+    confident_share: list[float]  # at each t, the share of pairs whose point is read with confidence > threshold
+
+
+@torch.no_grad()
+def path_reading(classifier: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, t: Sequence[float],
+                 model: nn.Module | None = None, threshold: float = 0.9) -> PathReading:
+    """Walk from each image of ``x_a`` to the matching image of ``x_b`` and judge the points at ``t``.
+
+    With a ``model`` the walk is a straight line between the two *codes*, decoded; without one
+    it is a straight line between the two *images* (a cross-fade of the pixels).
+    """
+    shares = []
+    if model is not None:
+        z_a, z_b = encode_all(model, x_a), encode_all(model, x_b)
+    for step in t:
+        if model is None:
+            images = (1 - step) * x_a + step * x_b
+        else:
+            images = decode_images(model, (1 - step) * z_a + step * z_b)
+        shares.append(readability(classifier, images, threshold).confident_share)
+    return PathReading(list(t), shares)
+
+
+class Pairs(NamedTuple):
+    a: torch.Tensor  # (M,) index of the first example of each pair
+    b: torch.Tensor  # (M,) index of the second example, whose label differs
+
+
+def random_pairs(y: torch.Tensor, n: int, generator: torch.Generator | None = None) -> Pairs:
+    """Up to ``n`` random pairs of examples with different labels ``y`` (pairs with equal labels are dropped)."""
+    a = torch.randint(0, len(y), (n,), generator=generator)
+    b = torch.randint(0, len(y), (n,), generator=generator)
+    keep = (y[a] != y[b]).cpu()
+    return Pairs(a[keep], b[keep])
 
 
 def plot_interpolation(paths: dict[str, torch.Tensor], confidence: dict[str, torch.Tensor],

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import PercentFormatter
 from torch import nn
 
 from .data import NUM_CLASSES, MNISTSplit, batches
@@ -173,6 +174,7 @@ class RunResult:
     train_seconds: float
     neg_elbo_nats: float  # test negative ELBO per image (from the checkpoint's metrics)
     label_accuracy: float  # share of generated digits the classifier reads as requested
+    confusion: torch.Tensor | None = field(default=None, repr=False, compare=False)  # (C, C) counts
 
 
 def run_result(
@@ -197,6 +199,7 @@ def run_result(
         train_seconds=float(metrics.get("train_seconds", math.nan)),
         neg_elbo_nats=float(metrics.get("neg_elbo_nats", math.nan)),
         label_accuracy=acc.accuracy,
+        confusion=acc.confusion,
     )
 
 
@@ -375,6 +378,28 @@ def posterior_gap(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor, thres
     return PosteriorGap(torch.tensor(norms), torch.tensor(kls), active)
 
 
+class OffsetAlignment(NamedTuple):
+    cosine: torch.Tensor  # (C,): cos between E[mu | y = c] and P e_c, both centred over the classes
+    scale: float  # least-squares a in E[mu | y] ~ a P e_y (centred): how far codes follow the offset
+
+
+def offset_alignment(model: CVAE, mu: torch.Tensor, y: torch.Tensor) -> OffsetAlignment:
+    """project only: does the encoder move each digit's codes along that digit's own offset P e_c?
+
+    During training the decoder sees mu + P e_y; when sampling, z + P e_y with z ~ N(0, I)
+    centred at 0. A positive ``scale`` means training codes of digit c sat further along
+    P e_c than samples of c will: the decoder learned each digit further out than where
+    its samples start.
+    """
+    offsets = label_offsets(model).cpu().double()  # (C, k)
+    mu, y = mu.detach().cpu().double(), y.cpu()
+    means = torch.stack([mu[y == c].mean(0) for c in range(offsets.shape[0])])
+    means_c, offsets_c = means - means.mean(0), offsets - offsets.mean(0)
+    cosine = F.cosine_similarity(means_c, offsets_c, dim=1)
+    scale = float((means_c * offsets_c).sum() / (offsets_c * offsets_c).sum())
+    return OffsetAlignment(cosine.float(), scale)
+
+
 @dataclass(frozen=True)
 class SweepPoint:
     """One model of the latent-size sweep: does its decoder listen to the label, and why."""
@@ -387,6 +412,8 @@ class SweepPoint:
     mean_kl: float  # mean over labels of KL(q(z | y) || N(0, I)) (fitted Gaussians)
     mean_offset: float  # mean over labels of ||E[mu | y]||
     active_dims: int
+    offset_scale: float = math.nan  # project only: OffsetAlignment.scale
+    offset_cosine: float = math.nan  # project only: mean OffsetAlignment.cosine
 
 
 def sweep_point(
@@ -401,18 +428,23 @@ def sweep_point(
     probe = latent_probe(mu, data.y)
     gap = posterior_gap(mu, logvar, data.y)
     acc = label_accuracy(model, classifier, n_per_class=n_per_class).accuracy
+    scale = cosine = math.nan
+    if model.config.conditioning == "project":
+        alignment = offset_alignment(model, mu, data.y)
+        scale, cosine = alignment.scale, float(alignment.cosine.mean())
     return SweepPoint(name, model.config.conditioning, model.config.latent_dim, acc, probe.accuracy,
-                      float(gap.kl.nanmean()), float(gap.mean_norm.nanmean()), gap.active_dims)
+                      float(gap.kl.nanmean()), float(gap.mean_norm.nanmean()), gap.active_dims, scale, cosine)
 
 
 def format_sweep(points: Sequence[SweepPoint]) -> str:
-    """The sweep as an aligned text table."""
-    head = f"{'variant':8s} {'latent':>6s} {'label acc':>9s} {'probe acc':>9s} {'KL(q(z|y)||N(0,I))':>19s} " \
-           f"{'||E[mu|y]||':>11s} {'active dims':>11s}"
+    """The sweep as an aligned text table (``along P``: project's ``offset_scale``)."""
+    head = (f"{'variant':8s} {'latent':>6s} {'label acc':>9s} {'probe acc':>9s} {'KL(q(z|y)||N(0,I))':>19s} "
+            f"{'||E[mu|y]||':>11s} {'active dims':>11s} {'along P':>7s}")
     lines = [head, "-" * len(head)]
     for p in sorted(points, key=lambda p: (p.conditioning, p.latent_dim)):
+        along = "-" if math.isnan(p.offset_scale) else f"{p.offset_scale:+.2f}"
         lines.append(f"{p.conditioning:8s} {p.latent_dim:6d} {p.label_accuracy:9.1%} {p.probe_accuracy:9.1%} "
-                     f"{p.mean_kl:19.2f} {p.mean_offset:11.2f} {p.active_dims:11d}")
+                     f"{p.mean_kl:19.2f} {p.mean_offset:11.2f} {p.active_dims:11d} {along:>7s}")
     return "\n".join(lines)
 
 
@@ -444,7 +476,7 @@ def plot_sweep(points: Sequence[SweepPoint], chance: float = 0.1, default_latent
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         if attr in ("label_accuracy", "probe_accuracy"):
-            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         ax.legend(fontsize=8)
     fig.suptitle("Latent-size sweep: what the label does, and why")
     fig.tight_layout()
@@ -513,7 +545,7 @@ def style_transfer(model: CVAE, x: torch.Tensor, y: torch.Tensor) -> torch.Tenso
 
 def plot_style_transfer(x: torch.Tensor, grids: dict[str, torch.Tensor]):
     """For each variant: the test digits (left column) and their z decoded as every digit."""
-    fig, axes = plt.subplots(1, len(grids), figsize=(6.3 * len(grids), 0.62 * len(x) + 1.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(grids), figsize=(6.3 * len(grids), 0.55 * len(x) + 1.0), squeeze=False)
     for ax, (name, images) in zip(axes[0], grids.items(), strict=True):
         n, c = images.shape[:2]
         tiles = torch.cat([x.cpu().unsqueeze(1), torch.ones(n, 1, *x.shape[1:]), images.cpu()], dim=1)

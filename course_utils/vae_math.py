@@ -8,8 +8,9 @@ Everything here is a measuring tool for a derivation the notebook makes on paper
   to check the closed form.
 - ``gradient_estimator_variance``: the reparameterized and the score-function (REINFORCE)
   estimators of one gradient, their means and variances, measured side by side.
-- ``temperature_samples`` / ``sample_quality``: prior samples at several temperatures
-  and what a digit classifier makes of them.
+- ``temperature_samples`` / ``sample_quality`` / ``radius_by_temperature``: prior samples
+  at several temperatures, what a digit classifier makes of them, and where they lie
+  relative to the encoder's codes.
 - ``fit_gaussian`` / ``gaussian_grid_codes`` / ``empty_cell_share``: how much of a 2-D
   latent space's probability mass holds no code at all (the "holes").
 - ``kl_per_dimension`` / ``active_units`` / ``prior_sampled_nll``: what a trained VAE
@@ -27,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-from .losses import LOG_2PI, bernoulli_nll, gaussian_kl
+from .losses import LOG_2PI, bernoulli_nll
 from .plotting import gaussian_grid
 
 # ----------------------------------------------------------------------------- a tractable model
@@ -341,8 +342,34 @@ def prior_sampled_nll(
     return -(torch.logsumexp(log_px_z, dim=0) - math.log(k))
 
 
-def check_kl_formula(kl_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], seed: int = 0) -> float:
-    """Largest |kl_fn - gaussian_kl| on random inputs (used by the notebook's assertions)."""
-    g = torch.Generator().manual_seed(seed)
-    mu, logvar = torch.randn(64, 8, generator=g), 2 * torch.randn(64, 8, generator=g)
-    return float((kl_fn(mu, logvar) - gaussian_kl(mu, logvar)).abs().max())
+class RadiusStats(NamedTuple):
+    temperature: float
+    median_radius: float  # median ||z|| of prior samples at this temperature (over the chosen dimensions)
+    share_of_codes_inside: float  # share of the encoder's codes with a smaller ||z||
+
+
+@torch.no_grad()
+def radius_by_temperature(
+    codes: torch.Tensor,
+    temperatures: Sequence[float],
+    dims: torch.Tensor | None = None,
+    n: int = 1000,
+    seed: int = 0,
+) -> list[RadiusStats]:
+    """Where prior samples z = T * eps sit relative to the encoder's codes, by distance from the origin.
+
+    In d dimensions ||eps|| is close to sqrt(d) (E ||eps||^2 = d), so N(0, I) is a thin
+    shell rather than a ball, and a VAE's codes z ~ q(z | x) lie on that shell. A
+    temperature T < 1 samples well inside it, where almost no code lies. ``dims`` (a
+    boolean mask) restricts the radius to some dimensions, for example the active ones.
+    """
+    codes = codes.detach().float().cpu()
+    dims = dims.cpu() if dims is not None else torch.ones(codes.shape[1], dtype=torch.bool)
+    code_radius = codes[:, dims].norm(dim=1)
+    eps = torch.randn(n, codes.shape[1], generator=torch.Generator().manual_seed(seed))[:, dims]
+    stats = []
+    for t in temperatures:
+        radius = (t * eps).norm(dim=1)
+        inside = (code_radius[None, :] < radius[:, None]).float().mean()
+        stats.append(RadiusStats(float(t), float(radius.median()), float(inside)))
+    return stats

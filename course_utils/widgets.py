@@ -339,6 +339,8 @@ class LatentExplorer(Explorer):
         self._sliders: dict[str, list[w.FloatSlider]] = {}
         self._z: dict[str, torch.Tensor] = {}
         self._shown_default = shown
+        self._slider_style = w.SliderStyle(description_width="48px")  # shared by every slider: a smaller
+        self._slider_layout = w.Layout(width="330px")  # widget state in the saved notebook
         first = next(iter(self.models.values()))
         self.model = w.Dropdown(options=list(self.models), value=first.label, description="model")
         self.shown = w.IntSlider(value=min(shown, first.latent_dim), min=1, max=first.latent_dim,
@@ -362,6 +364,9 @@ class LatentExplorer(Explorer):
         controls = w.VBox([self.model, self.shown, self.digit, w.HBox([self.random, self.encode, self.index]),
                            self.caption])
         self.widget = w.VBox([controls, w.HBox([self.slider_box, pictures])])
+        # CSS classes: handles for the browser test (tests/test_browser.py)
+        self.slider_box.add_class("course-latent-sliders")
+        self.image.add_class("course-latent-image")
         self._select(first.label)
 
     # state -------------------------------------------------------------------------
@@ -398,7 +403,7 @@ class LatentExplorer(Explorer):
             low, high = m.slider_range(d)
             s = w.FloatSlider(value=float(m.center[d]), min=low, max=high, step=(high - low) / 120,
                               description=f"z[{d}]", readout_format=".2f", continuous_update=True,
-                              style={"description_width": "48px"}, layout=w.Layout(width="330px"))
+                              style=self._slider_style, layout=self._slider_layout)
             s.observe(self._slider_callback(d), names="value")
             sliders.append(s)
         self._sliders[m.label] = sliders
@@ -455,7 +460,7 @@ class LatentExplorer(Explorer):
             self.z.copy_(z.reshape(1, -1).to(self.z))
             if digit is not None and m.conditional:
                 self.digit.value = int(digit)
-            for d, s in zip(m.order, self.sliders):
+            for d, s in zip(m.order, self.sliders, strict=True):
                 low, high = m.slider_range(d)
                 s.value = min(max(float(self.z[0, d]), low), high)  # the slider shows it clipped
         finally:
@@ -476,6 +481,27 @@ class LatentExplorer(Explorer):
 
 
 # ----------------------------------------------------------------------------- explorer 3
+def traverse(
+    m: ExplorerModel,
+    dims: Sequence[int],
+    span: float = SLIDER_SPAN,
+    steps: int = 9,
+    base: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Traversals (len(dims) * steps, 1, 28, 28): row r sets z[dims[r]] to center +- span * scale
+    in ``steps`` equal steps, every other coordinate held at ``base`` (default: the center).
+    A CVAE needs the label ``y`` (one label, shape (1,))."""
+    base = m.center.clone() if base is None else base.reshape(-1).cpu()
+    offsets = torch.linspace(-span, span, steps)
+    z = base.repeat(len(dims), steps, 1)  # (rows, steps, k)
+    for r, d in enumerate(dims):
+        z[r, :, d] = m.center[d] + offsets * m.scale[d]
+    z = z.reshape(-1, m.latent_dim)
+    labels = y.reshape(-1)[:1].repeat(len(z)) if y is not None else None
+    return m.decode(z, labels)
+
+
 class TraversalExplorer(Explorer):
     """Vary one dimension over a range while the others stay fixed (a row of images),
     and every active dimension at once (a grid, one row per dimension)."""
@@ -500,8 +526,9 @@ class TraversalExplorer(Explorer):
         self.caption = w.HTML()
         self.max_rows = max_rows
         self.model.observe(lambda c: self._select(c["new"]), names="value")
-        for control in (self.span, self.steps, self.base, self.index, self.digit):
+        for control in (self.span, self.steps, self.base, self.digit):
             control.observe(lambda c: self.redraw(), names="value")
+        self.index.observe(self._on_index, names="value")
         self.dim.observe(lambda c: self.redraw(grid=False), names="value")
         self.rows.observe(lambda c: self.redraw(row=False), names="value")
         controls = w.VBox([self.model, self.dim, self.span, self.steps, self.rows,
@@ -537,6 +564,15 @@ class TraversalExplorer(Explorer):
                               f"Columns run over the range in {span_unit}.</small>")
         self.redraw()
 
+    def _on_index(self, change: dict) -> None:
+        if self.base.value != "test digit":  # choosing a test digit means: hold the others at its code
+            self._hold = True
+            try:
+                self.base.value = "test digit"
+            finally:
+                self._hold = False
+        self.redraw()
+
     def base_code(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The code (k,) the others are held at, and the label y (CVAE)."""
         m = self.current
@@ -550,16 +586,21 @@ class TraversalExplorer(Explorer):
         return m.encode(self.test.x[i: i + 1], label)[0].cpu(), y
 
     def traversal(self, dims: Sequence[int]) -> torch.Tensor:
-        """Decoded images (len(dims) * steps, 1, 28, 28): row r varies z[dims[r]]."""
-        m = self.current
+        """Decoded images (len(dims) * steps, 1, 28, 28) for the current settings: row r varies z[dims[r]]."""
         base, y = self.base_code()
-        offsets = torch.linspace(-self.span.value, self.span.value, self.steps.value)
-        z = base.repeat(len(dims), len(offsets), 1)  # (rows, steps, k)
-        for r, d in enumerate(dims):
-            z[r, :, d] = m.center[d] + offsets * m.scale[d]
-        z = z.reshape(-1, m.latent_dim)
-        labels = y.repeat(len(z)) if y is not None else None
-        return m.decode(z, labels)
+        return traverse(self.current, dims, self.span.value, self.steps.value, base, y)
+
+    def reset(self, label: str = "VAE") -> None:
+        """Back to the defaults: model ``label``, range +-3, 9 steps, others at the prior mean."""
+        self._hold = True
+        try:
+            self.span.value, self.steps.value, self.base.value = SLIDER_SPAN, 9, "prior mean"
+        finally:
+            self._hold = False
+        if self.model.value != label:
+            self.model.value = label
+        else:
+            self._select(label)
 
     def redraw(self, row: bool = True, grid: bool = True) -> None:
         if self._hold:
@@ -601,7 +642,7 @@ class InterpolationExplorer(Explorer):
             control.observe(lambda c: self._on_endpoints(), names="value")
         self.t.observe(lambda c: self.redraw(), names="value")
         columns = [w.VBox([w.HTML(f"<b>{m.label}</b> (<code>{m.name}</code>)"), img, strip])
-                   for m, img, strip in zip(self.models, self.images, self.strips)]
+                   for m, img, strip in zip(self.models, self.images, self.strips, strict=True)]
         caption = w.HTML("<small>Strip: the test digit, the path from t = 0 to t = 1, the other test digit.</small>")
         self.widget = w.VBox([w.HBox([self.index_a, self.index_b]), self.path, self.t,
                               w.HBox(columns, layout=w.Layout(justify_content="flex-start")), caption])
@@ -617,7 +658,7 @@ class InterpolationExplorer(Explorer):
         self._codes = []
         ends = to_uint8(x)
         t = torch.linspace(0, 1, self.steps)
-        for m, strip in zip(self.models, self.strips):
+        for m, strip in zip(self.models, self.strips, strict=True):
             codes = m.encode(x).cpu()
             a, b = codes[0], codes[1]
             self._codes.append((a, b))
@@ -627,7 +668,7 @@ class InterpolationExplorer(Explorer):
 
     def redraw(self) -> None:
         """Decode one image per model at the current t."""
-        for m, (a, b), img in zip(self.models, self._codes, self.images):
+        for m, (a, b), img in zip(self.models, self._codes, self.images, strict=True):
             img.value = digit_png(m.decode(path_codes(m, a, b, self.t.value, self.path.value)), 4)
 
 
@@ -714,13 +755,38 @@ class PlaneExplorer(Explorer):
         self.scatter.value = png_bytes(draw_marker(self.plane.rgb, *self.plane.to_pixel(z1, z2)))
 
 
+def other_value(widget: w.Widget):
+    """A valid value for ``widget`` different from its current one: the far end of a
+    slider's range, the next option of a picker, the next number of a bounded box."""
+    if isinstance(widget, w.SelectionSlider | w.Dropdown | w.ToggleButtons):
+        values = [o[1] if isinstance(o, tuple) else o for o in widget.options]
+        return values[(values.index(widget.value) + 1) % len(values)]
+    if isinstance(widget, w.FloatSlider | w.IntSlider):
+        return widget.max if widget.value < (widget.min + widget.max) / 2 else widget.min
+    if isinstance(widget, w.BoundedIntText):
+        return widget.value + 1 if widget.value < widget.max else widget.value - 1
+    raise TypeError(f"no rule for a {type(widget).__name__}")
+
+
+def redraws(image: w.Image, widget: w.Widget, value: object = None) -> bool:
+    """Act on ``widget`` as a user would (click a button; otherwise set ``value``, by
+    default ``other_value(widget)``) and say whether ``image`` changed."""
+    before = bytes(image.value)
+    if isinstance(widget, w.Button):
+        widget.click()
+    else:
+        widget.value = other_value(widget) if value is None else value
+    return bytes(image.value) != before
+
+
 # ----------------------------------------------------------------------------- timing
 class CallbackTiming(NamedTuple):
     name: str
     n: int  # slider moves timed
-    median_ms: float
+    median_ms: float  # wall-clock time of a move, callbacks included: what a user waits
     p95_ms: float
     max_ms: float
+    cpu_median_ms: float  # CPU time of this process for a move: unaffected by other busy processes
 
 
 def slider_values(slider: w.Widget, n: int) -> list:
@@ -736,23 +802,26 @@ def slider_values(slider: w.Widget, n: int) -> list:
 def time_slider(slider: w.Widget, n: int = 200, name: str = "") -> CallbackTiming:
     """Move ``slider`` n times from code and time each move, callbacks included (ms)."""
     start_value = slider.value
-    times = []
+    wall, cpu = [], []
     for value in slider_values(slider, n):
         if value == slider.value:
             continue
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         slider.value = value
-        times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+        wall.append((time.perf_counter() - start) * 1000)
     slider.value = start_value
-    t = np.asarray(times)
+    t = np.asarray(wall)
     return CallbackTiming(name or slider.description, len(t), float(np.median(t)), float(np.percentile(t, 95)),
-                          float(t.max()))
+                          float(t.max()), float(np.median(cpu)))
 
 
 def timing_table(timings: Sequence[CallbackTiming]) -> str:
-    lines = [f"{'explorer (slider)':<34} {'moves':>5} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}"]
+    """The timings as a text table (wall-clock median, 95th percentile and maximum; CPU median)."""
+    lines = [f"{'explorer (slider)':<34} {'moves':>5} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} {'CPU ms':>7}"]
     for t in timings:
-        lines.append(f"{t.name:<34} {t.n:>5} {t.median_ms:>10.2f} {t.p95_ms:>8.2f} {t.max_ms:>8.2f}")
+        lines.append(f"{t.name:<34} {t.n:>5} {t.median_ms:>10.2f} {t.p95_ms:>8.2f} {t.max_ms:>8.2f} "
+                     f"{t.cpu_median_ms:>7.2f}")
     return "\n".join(lines)
 
 
@@ -824,3 +893,42 @@ def path_confidence(
         probs = torch.softmax(classifier(m.decode(z).to(device)), dim=1).max(1).values.cpu()
         out[m.label] = probs.reshape(pairs, steps).mean(0)
     return out
+
+
+# ----------------------------------------------------------------------------- figures
+def plot_activity(models: Mapping[str, ExplorerModel]):
+    """Average KL of each latent dimension, sorted, one line per VAE/CVAE (log scale)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for m in models.values():
+        if m.kind == "ae":
+            continue
+        kl = m.activity[m.order].clamp_min(1e-4).numpy()
+        ax.plot(np.arange(1, len(kl) + 1), kl, "o-", ms=3, label=f"{m.label} (k = {m.latent_dim})")
+    ax.axhline(ACTIVE_KL_NATS, color="grey", ls="--", lw=1, label=f"active above {ACTIVE_KL_NATS} nats")
+    ax.set_yscale("log")
+    ax.set_xlabel("dimension rank (most active first)")
+    ax.set_ylabel("average KL of the dimension (nats)")
+    ax.set_title("How much each latent dimension carries: average KL on test images")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_path_confidence(curves: Mapping[str, torch.Tensor], kind: str = LINEAR):
+    """The classifier's average confidence along interpolation paths, one line per model."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, conf in curves.items():
+        ax.plot(np.linspace(0, 1, len(conf)), conf.numpy(), "o-", ms=4, label=label)
+    ax.set_xlabel("t (0: first test digit, 1: second)")
+    ax.set_ylabel("classifier confidence (max softmax)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Does the path stay among digits? ({kind} paths, averaged over pairs)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -45,7 +45,8 @@ def _check_kl(answer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> t
         if got.shape == mu.shape:
             return False, "one KL per row is wanted, shape (B,): sum the per-dimension terms over dim=1"
         if got.shape != want.shape:
-            return False, f"expected shape {tuple(want.shape)} for mu of shape {tuple(mu.shape)}, got {tuple(got.shape)}"
+            return False, (f"expected shape {tuple(want.shape)} for mu of shape {tuple(mu.shape)}, "
+                           f"got {tuple(got.shape)}")
         if torch.allclose(got, -want, atol=1e-5) and want.abs().max() > 1e-3:
             return False, "the sign is flipped: a KL divergence is never negative"
         if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
@@ -156,17 +157,18 @@ def _choice_checker(correct: str, feedback: dict[str, str]) -> Callable[[Any], t
 
 
 TEMPERATURE_FEEDBACK = {
-    "a": "no: more variety and broken strokes is what a HIGH temperature (T = 1.5) gives",
-    "b": "yes: z ~ N(0, 0.25 I) stays near the middle of the prior, where every training code's posterior "
-         "overlaps; the decoder's output there is a typical, clean digit, and the samples look alike",
-    "c": "no: the rows of the figure differ, and the classifier's table above measures how",
+    "a": "no: a small T shrinks z towards the origin; the samples become LESS varied (see the diversity column)",
+    "b": "yes: N(0, I) in d dimensions is a thin shell of radius about sqrt(d), and the codes z ~ q(z|x) lie "
+         "on it; T = 0.5 samples well inside it, where almost no code lies and the decoder can only "
+         "compromise between the digits whose codes surround that region",
+    "c": "no: the rows of the figure differ, and the classifier's table measures how",
     "d": "no: temperature changes only how z is drawn at sampling time; the trained model is the same",
 }
 
 
 @exercise("02.temperature", _choice_checker("b", TEMPERATURE_FEEDBACK),
-          "Temperature scales the prior's standard deviation when sampling. Small T keeps z where the "
-          "decoder is most practised: cleaner but less varied digits.")
+          "Temperature scales the prior's standard deviation when sampling. Whether a smaller T helps depends "
+          "on where the decoder was trained: here, on a shell of radius about sqrt(d), not at the centre.")
 def solve_temperature() -> str:
     return "b"
 

@@ -50,12 +50,13 @@ def _check_bias_table(answer: Any) -> tuple[bool, str]:
                   "the table is W's last 10 columns, transposed, one learned bias per class")
 
 
-@exercise(
-    "03.identity-fresh-layer",
-    _check_bias_table,
+IDENTITY_EXPLANATION = (
     "W [z; onehot(y)] = W_z z + W_y onehot(y), and W_y onehot(y) is column y of W_y. So the "
-    "per-class bias table is W_y transposed: W's columns after the first latent_dim ones.",
+    "per-class bias table is W_y transposed: W's columns after the first latent_dim ones."
 )
+
+
+@exercise("03.identity-fresh-layer", _check_bias_table, IDENTITY_EXPLANATION)
 def _solve_identity() -> torch.Tensor:
     layer = identity_layer()
     W_y = layer.weight.detach()[:, IDENTITY_LATENT:]  # (4, 10): columns that multiply the one-hot
@@ -72,14 +73,6 @@ def _cvae_total(k: int, conditioning: str) -> int:
     from ..recipes import HIDDEN
 
     return parameter_counts(CVAE(CVAEConfig(latent_dim=k, hidden_dims=HIDDEN, conditioning=conditioning))).total
-
-
-def _equal_latent() -> int:
-    from ..recipes import HIDDEN
-
-    # concat's first decoder layer has (k + C) * h + h weights and biases, project's k * h + h
-    # plus the k * C entries of P: equal when C * h = C * k, i.e. k = h (the last hidden width).
-    return HIDDEN[-1]
 
 
 def _check_more_parameters(answer: Any) -> tuple[bool, str]:
@@ -101,15 +94,19 @@ def _check_more_parameters(answer: Any) -> tuple[bool, str]:
                   f"({max(a, b) - min(a, b):,} more): concat pays C x hidden for W_y, project pays C x k for P")
 
 
-@exercise(
-    "03.more-parameters",
-    _check_more_parameters,
-    "Only the label's weights differ. concat: W_y has C x h entries (h = the decoder's first "
-    "width, 256 here); project: P has C x k entries. They are equal when k = h; above that, "
-    "project's P is the larger one.",
+PARAMETERS_EXPLANATION = (
+    "Only the label's weights differ. concat: W_y has C x h entries (h = the width of the "
+    "decoder's first layer, recipes.HIDDEN[-1]); project: P has C x k entries. They are equal "
+    "when k = h; above that, project's P is the larger one."
 )
+
+
+@exercise("03.more-parameters", _check_more_parameters, PARAMETERS_EXPLANATION)
 def _solve_more_parameters() -> dict[str, Any]:
-    return {"equal_at": _equal_latent(), "more_at_300": "project"}
+    from ..recipes import HIDDEN
+
+    h = HIDDEN[-1]  # the decoder's first layer has h outputs: W_y is h x 10, P is k x 10
+    return {"equal_at": h, "more_at_300": "project" if 300 > h else "concat"}
 
 
 # ----------------------------------------------------------------------------- 03.label-rank
@@ -139,11 +136,12 @@ def _check_label_rank(answer: Any) -> tuple[bool, str]:
                   f"the {RANK_QUESTION_LATENT}-D latent space, so they span only {ranks['project']}")
 
 
-@exercise(
-    "03.label-rank",
-    _check_label_rank,
-    "concat: the label's effect is W_y, a 256 x 10 matrix of free weights, rank 10. project: it is "
-    "W_z P with P of shape (k, 10), so its rank is at most min(k, 10) = 2 at k = 2.",
+RANK_EXPLANATION = (
+    "concat: the label's effect is W_y, an h x 10 matrix of free weights, rank 10. project: it is "
+    "W_z P with P of shape (k, 10), so its rank is at most min(k, 10) = 2 at k = 2."
 )
+
+
+@exercise("03.label-rank", _check_label_rank, RANK_EXPLANATION)
 def _solve_label_rank() -> dict[str, int]:
     return {"concat": IDENTITY_CLASSES, "project": min(RANK_QUESTION_LATENT, IDENTITY_CLASSES)}

@@ -1,0 +1,136 @@
+"""Time one training epoch of the same MLP VAE fed two ways, in one run.
+
+(a) the course's pipeline: ``course_utils.load_mnist`` keeps MNIST as one float tensor
+    and ``course_utils.batches`` indexes a shuffled permutation into it;
+(b) the usual tutorial pipeline (the seeds' way): ``torchvision.datasets.MNIST`` with a
+    per-image ``ToTensor()`` transform and ``torch.utils.data.DataLoader(batch_size=128,
+    shuffle=True)`` in the main process.
+
+The model, optimizer and loss are the same for both, as in pytorch/examples' VAE:
+784-400-20 MLP, batch 128, Adam (lr 1e-3), binary cross-entropy summed over pixels and
+images plus the KL term. Both start from the same initial weights. Nothing is asserted:
+the script prints a table of seconds per epoch and the ratio (b)/(a).
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py [--epochs N] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+import torchvision
+from torch.utils.data import DataLoader
+from torchvision.transforms import ToTensor
+
+import course_utils as cu
+
+BATCH_SIZE = 128
+LR = 1e-3
+HIDDEN, LATENT = 400, 20
+SEED = 0
+
+
+def make_model() -> cu.VAE:
+    """784 -> 400 -> (mu, logvar) in R^20 -> 400 -> 784, the layers of pytorch/examples' VAE."""
+    torch.manual_seed(SEED)
+    return cu.VAE(cu.VAEConfig(latent_dim=LATENT, hidden_dims=(HIDDEN,)))
+
+
+def summed_loss(model: cu.VAE, x: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy summed over pixels and images, plus the summed KL."""
+    out = model(x)
+    return cu.bernoulli_nll(out.logits, x).sum() + cu.gaussian_kl(out.mu, out.logvar).sum()
+
+
+def train_epochs(batches_of_epoch: Callable[[], Iterable], epochs: int) -> tuple[list[float], float]:
+    """Train a fresh model; return the seconds of each epoch and the last epoch's loss per image."""
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    seconds, loss_per_image = [], float("nan")
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        start = time.perf_counter()
+        for x, _y in batches_of_epoch():
+            loss = summed_loss(model, x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            count += len(x)
+        seconds.append(time.perf_counter() - start)
+        loss_per_image = total / count
+    return seconds, loss_per_image
+
+
+def warm_up(train: cu.MNISTSplit, steps: int = 20) -> None:
+    """A few steps on a throw-away model, so one-time start-up costs hit neither pipeline."""
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    for step, (x, _y) in enumerate(cu.batches(train, BATCH_SIZE, generator=torch.Generator().manual_seed(1))):
+        if step == steps:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        summed_loss(model, x).backward()
+        optimizer.step()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per pipeline (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's choice, i.e. OMP_NUM_THREADS or all cores)")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}")
+    print(f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, "
+          f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"VAE 784-{HIDDEN}-{LATENT}, batch {BATCH_SIZE}, Adam lr {LR}, summed BCE + KL, "
+          f"{args.epochs} epoch(s) each\n")
+
+    # (a) setup: tensors in memory
+    start = time.perf_counter()
+    train = cu.load_mnist("train")
+    setup_a = time.perf_counter() - start
+    # (b) setup: the torchvision dataset over the same files
+    start = time.perf_counter()
+    dataset = torchvision.datasets.MNIST(root=str(cu.prepare_mnist()), train=True, transform=ToTensor())
+    loader = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
+    setup_b = time.perf_counter() - start
+    if len(dataset) != len(train):
+        raise RuntimeError(f"torchvision sees {len(dataset)} images, course_utils {len(train)}")
+
+    warm_up(train)
+    generator = torch.Generator().manual_seed(SEED)
+    seconds_a, loss_a = train_epochs(lambda: cu.batches(train, BATCH_SIZE, generator=generator), args.epochs)
+    torch.manual_seed(SEED)  # the DataLoader shuffles with torch's global generator
+    seconds_b, loss_b = train_epochs(lambda: loader, args.epochs)
+
+    mean_a, mean_b = sum(seconds_a) / len(seconds_a), sum(seconds_b) / len(seconds_b)
+    rows = [
+        ("(a) course_utils: load_mnist tensors + batches", setup_a, mean_a, seconds_a, loss_a),
+        ("(b) torchvision MNIST + ToTensor + DataLoader", setup_b, mean_b, seconds_b, loss_b),
+    ]
+    header = f"{'pipeline':48s} {'setup s':>8s} {'s/epoch':>8s} {'each epoch (s)':>20s} {'loss/image':>11s}"
+    print(header)
+    print("-" * len(header))
+    for name, setup, mean, each, loss in rows:
+        each_text = " ".join(f"{s:.2f}" for s in each)
+        print(f"{name:48s} {setup:8.2f} {mean:8.2f} {each_text:>20s} {loss:11.2f}")
+    print("-" * len(header))
+    print(f"ratio (b)/(a), seconds per epoch: {mean_b / mean_a:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
