@@ -44,7 +44,7 @@ case "${1:-}" in
     test)
         ensure_env
         ensure_browser
-        export COURSE_FAST=1 MPLBACKEND=Agg
+        export COURSE_FAST=1 COURSE_SOLUTIONS=1
         "$VENV/bin/ruff" check .
         "$VENV/bin/python" -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
             --nbval-cell-timeout=900 -q tests notebooks "${@:2}"

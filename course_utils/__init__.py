@@ -3,6 +3,8 @@
 Notebooks import everything from here; nothing runs at import time.
 """
 
+# The lesson modules, reachable as cu.plotting, cu.compression, ... after `import course_utils as cu`.
+from . import colab, compression, conditioning, plotting, recipes, solutions, vae_math, widgets
 from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .data import Batch, MNISTDataError, MNISTSplit, batches, load_mnist, prepare_mnist
 from .losses import (

@@ -346,9 +346,12 @@ def plot_pixel_statistics(x: torch.Tensor, title: str = "Pixel statistics of the
     """Histogram of pixel values, the mean image, and the per-pixel standard deviation."""
     flat = x.reshape(len(x), -1).float().cpu()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1.4, 1, 1]})
-    axes[0].hist(flat[: min(len(flat), 10_000)].flatten().numpy(), bins=50, log=True, color="C0")
+    # bincount, not torch.histc: histc counts in float32 and stops at 2**24 per bin
+    counts = torch.bincount((flat * 50).long().clamp(0, 49).flatten(), minlength=50).double()
+    axes[0].stairs(counts.numpy(), np.linspace(0, 1, 51), fill=True, color="C0")
+    axes[0].set_yscale("log")
     axes[0].set_xlabel("pixel value (0 = black, 1 = white ink)")
-    axes[0].set_ylabel("number of pixels (log scale)")
+    axes[0].set_ylabel(f"pixels in all {len(flat):,} images (log scale)")
     axes[0].set_title("histogram of pixel values")
     for ax, image, name in ((axes[1], flat.mean(0), "mean image"), (axes[2], flat.std(0), "per-pixel std")):
         shown = ax.imshow(image.reshape(28, 28).numpy(), cmap="magma")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
     from .training import History
@@ -110,6 +111,7 @@ def plot_history(history: History, title: str = "Training history"):
         if getattr(history, f"test_{key}"):
             ax.plot(history.epoch, getattr(history, f"test_{key}"), "s--", ms=3, label="test")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

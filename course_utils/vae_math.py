@@ -214,24 +214,33 @@ class SampleQuality(NamedTuple):
     confident_share: float  # share of images the classifier reads with probability >= threshold
     mean_confidence: float  # mean of the classifier's top probability
     diversity: float  # mean Euclidean distance between two images (pixels in [0, 1])
-    class_entropy_bits: float  # entropy of the predicted digits (log2 10 = 3.32: all ten equally)
+    digit_mix: tuple[float, ...]  # share of each digit 0..9 among the confidently read images
+    class_entropy_bits: float  # entropy of digit_mix (log2 10 = 3.32: all ten equally often)
 
 
 @torch.no_grad()
 def sample_quality(images: torch.Tensor, classifier: torch.nn.Module, threshold: float = 0.9) -> SampleQuality:
-    """How digit-like and how varied a set of generated images is, as the classifier sees it."""
+    """How digit-like, how varied and how evenly spread over the ten digits a set of generated images is.
+
+    The judge is a digit classifier (``course_utils.load_classifier()``): its top
+    probability is its confidence, and only images read with confidence >= threshold
+    count towards ``digit_mix``, so blends and scribbles do not count as any digit.
+    """
     device = next(classifier.parameters()).device
     images = images.to(device)
     probs = torch.softmax(classifier(images), dim=1)
-    top = probs.max(1).values
+    top, digit = probs.max(1)
     flat = images.flatten(1)
     n = len(flat)
     distances = torch.cdist(flat, flat)
     diversity = float(distances.sum() / (n * (n - 1))) if n > 1 else 0.0
-    counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).float()
-    p = counts[counts > 0] / n
+    confident = top >= threshold
+    counts = torch.bincount(digit[confident], minlength=probs.shape[1]).float().cpu()
+    mix = counts / counts.sum().clamp_min(1)
+    p = mix[mix > 0]
     entropy = float(-(p * p.log2()).sum())
-    return SampleQuality(float((top >= threshold).float().mean()), float(top.mean()), diversity, entropy)
+    return SampleQuality(float(confident.float().mean()), float(top.mean()), diversity,
+                         tuple(float(m) for m in mix), entropy)
 
 
 # ----------------------------------------------------------------------------- 2-D latent maps
@@ -288,6 +297,39 @@ def empty_cell_share(z: torch.Tensor, n_per_axis: int = 20, fit: GaussianFit | N
     occupied = torch.zeros(n_per_axis, n_per_axis, dtype=torch.bool)
     occupied[cell[:, 0], cell[:, 1]] = True
     return 1.0 - float(occupied.float().mean())
+
+
+def empty_box_cell_share(z: torch.Tensor, low: torch.Tensor, high: torch.Tensor, n_per_axis: int = 20) -> float:
+    """Share of the n_per_axis^2 equal cells of the 2-D box [low, high] that hold none of the codes z.
+
+    The uniform distribution on a box gives every equal-area cell the same probability,
+    so this is ``empty_cell_share`` for notebook 01's bounding-box sampler.
+    """
+    if z.dim() != 2 or z.shape[1] != 2:
+        raise ValueError(f"z must have shape (N, 2), got {tuple(z.shape)}")
+    z = z.detach().float().cpu()
+    low, high = low.detach().float().cpu(), high.detach().float().cpu()
+    inside = ((z >= low) & (z <= high)).all(1)
+    cell = ((z[inside] - low) / (high - low) * n_per_axis).long().clamp(0, n_per_axis - 1)
+    occupied = torch.zeros(n_per_axis, n_per_axis, dtype=torch.bool)
+    occupied[cell[:, 0], cell[:, 1]] = True
+    return 1.0 - float(occupied.float().mean())
+
+
+@torch.no_grad()
+def nearest_code_ratio(draws: torch.Tensor, codes: torch.Tensor, reference: torch.Tensor) -> float:
+    """How far sampled codes land from the data, in units of how far real codes land.
+
+    Median distance from each draw to its nearest code in ``codes`` (for example the
+    training images' codes), divided by the same median for ``reference`` (the test
+    images' codes). Near 1: the draws land where the data lives; large: in empty space.
+    The measure of notebook 01, section 7.
+    """
+    def median_nearest(z: torch.Tensor) -> torch.Tensor:
+        z, c = z.detach().float().cpu(), codes.detach().float().cpu()
+        return torch.cat([torch.cdist(z[i : i + 1000], c).min(1).values for i in range(0, len(z), 1000)]).median()
+
+    return float(median_nearest(draws) / median_nearest(reference))
 
 
 # ----------------------------------------------------------------------------- trained VAEs

@@ -249,11 +249,13 @@ def plane_model(device: torch.device | None = None, test: MNISTSplit | None = No
 
 
 def activity_table(models: Mapping[str, ExplorerModel], top: int = 5) -> str:
-    """A text table: latent size, active dimensions and the most active ones per model."""
-    lines = [f"{'model':<15} {'recipe':<13} {'k':>3} {'active':>6}   most active first (avg KL nats; AE: code var)"]
+    """A text table: latent size, active dimensions, total KL (nats per image) and the most active dimensions."""
+    lines = [f"{'model':<15} {'recipe':<13} {'k':>3} {'active':>6} {'KL nats':>8}   "
+             "most active first (avg KL in nats; AE: variance of the codes)"]
     for m in models.values():
         top_dims = ", ".join(f"z[{d}] {float(m.activity[d]):.2f}" for d in m.order[:top])
-        lines.append(f"{m.label:<15} {m.name:<13} {m.latent_dim:>3} {len(m.active):>6}   {top_dims}")
+        total = "-" if m.kind == "ae" else f"{float(m.activity.sum()):.1f}"
+        lines.append(f"{m.label:<15} {m.name:<13} {m.latent_dim:>3} {len(m.active):>6} {total:>8}   {top_dims}")
     return "\n".join(lines)
 
 
@@ -299,6 +301,10 @@ class Explorer:
     widget: w.Box
     image: w.Image
 
+    def _mark(self, name: str) -> None:
+        """A CSS class on the container, ``course-<name>-explorer``: a handle for the browser test."""
+        self.widget.add_class(f"course-{name}-explorer")
+
     def _ipython_display_(self) -> None:  # works with ipywidgets 7 and 8 alike
         from IPython.display import display
 
@@ -318,6 +324,16 @@ def _image(scale: int = SCALE) -> w.Image:
 def _digit_picker() -> w.ToggleButtons:
     return w.ToggleButtons(options=[(str(d), d) for d in range(10)], value=0, description="digit y",
                            style={"button_width": "26px"})
+
+
+def _column(children: Sequence[w.Widget], **layout: str) -> w.VBox:
+    """A VBox whose children keep their natural width (a flex column would stretch an image)."""
+    return w.VBox(list(children), layout=w.Layout(align_items="flex-start", **layout))
+
+
+def _row(children: Sequence[w.Widget], **layout: str) -> w.HBox:
+    """An HBox whose children keep their natural height."""
+    return w.HBox(list(children), layout=w.Layout(align_items="flex-start", **layout))
 
 
 def _show(widget: w.Widget, visible: bool) -> None:
@@ -353,20 +369,21 @@ class LatentExplorer(Explorer):
         self.image = _image()
         self.original = _image()
         self.caption = w.HTML()
-        self.slider_box = w.VBox()
+        self.slider_box = _column([])
         self.model.observe(self._on_model, names="value")
         self.shown.observe(self._on_shown, names="value")
         self.digit.observe(lambda change: self.redraw(), names="value")
         self.random.on_click(self._on_random)
         self.encode.on_click(self._on_encode)
-        pictures = w.HBox([w.VBox([w.HTML("<b>decoded x&#770;</b>"), self.image]),
-                           w.VBox([w.HTML("<b>encoded test digit</b>"), self.original])])
-        controls = w.VBox([self.model, self.shown, self.digit, w.HBox([self.random, self.encode, self.index]),
-                           self.caption])
-        self.widget = w.VBox([controls, w.HBox([self.slider_box, pictures])])
+        pictures = _row([_column([w.HTML("<b>decoded x&#770;</b>"), self.image]),
+                         _column([w.HTML("<b>encoded test digit</b>"), self.original])])
+        controls = _column([self.model, self.shown, self.digit, _row([self.random, self.encode, self.index]),
+                            self.caption])
+        self.widget = _column([controls, _row([self.slider_box, pictures])])
         # CSS classes: handles for the browser test (tests/test_browser.py)
         self.slider_box.add_class("course-latent-sliders")
         self.image.add_class("course-latent-image")
+        self._mark("latent")
         self._select(first.label)
 
     # state -------------------------------------------------------------------------
@@ -531,10 +548,11 @@ class TraversalExplorer(Explorer):
         self.index.observe(self._on_index, names="value")
         self.dim.observe(lambda c: self.redraw(grid=False), names="value")
         self.rows.observe(lambda c: self.redraw(row=False), names="value")
-        controls = w.VBox([self.model, self.dim, self.span, self.steps, self.rows,
-                           w.HBox([self.base, self.index]), self.digit])
-        self.widget = w.VBox([controls, self.caption, w.HTML("<b>one dimension</b>"), self.image,
-                              w.HTML("<b>all active dimensions (one per row, most active on top)</b>"), self.grid])
+        controls = _column([self.model, self.dim, self.span, self.steps, self.rows,
+                            _row([self.base, self.index]), self.digit])
+        self.widget = _column([controls, self.caption, w.HTML("<b>one dimension</b>"), self.image,
+                               w.HTML("<b>all active dimensions (one per row, most active on top)</b>"), self.grid])
+        self._mark("traversal")
         self._select(first.label)
 
     @property
@@ -641,11 +659,13 @@ class InterpolationExplorer(Explorer):
         for control in (self.index_a, self.index_b, self.path):
             control.observe(lambda c: self._on_endpoints(), names="value")
         self.t.observe(lambda c: self.redraw(), names="value")
-        columns = [w.VBox([w.HTML(f"<b>{m.label}</b> (<code>{m.name}</code>)"), img, strip])
-                   for m, img, strip in zip(self.models, self.images, self.strips, strict=True)]
-        caption = w.HTML("<small>Strip: the test digit, the path from t = 0 to t = 1, the other test digit.</small>")
-        self.widget = w.VBox([w.HBox([self.index_a, self.index_b]), self.path, self.t,
-                              w.HBox(columns, layout=w.Layout(justify_content="flex-start")), caption])
+        rows = [_row([_column([w.HTML(f"<b>{m.label}</b> (<code>{m.name}</code>) at t"), img], width="170px"),
+                      _column([w.HTML("the whole path"), strip])])
+                for m, img, strip in zip(self.models, self.images, self.strips, strict=True)]
+        caption = w.HTML("<small>Each strip: test digit #from, the decoded path from t = 0 to t = 1 in equal "
+                         "steps, test digit #to. One model per row, so the paths line up.</small>")
+        self.widget = _column([_row([self.index_a, self.index_b]), self.path, self.t, *rows, caption])
+        self._mark("interpolation")
         self._on_endpoints()
 
     @property
@@ -685,14 +705,14 @@ def render_plane(m: ExplorerModel, limit: float = 3.2, n_points: int = 5000, dpi
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.6, 4.4), dpi=dpi)
+    fig = Figure(figsize=(5.4, 4.4), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     plot_latent_scatter(m.codes[:n_points], m.labels[:n_points], title="test codes mu (colour = digit)", ax=ax,
                         s=1.5)
     ax.set_xlim(-limit, limit)
     ax.set_ylim(-limit, limit)
-    ax.legend(markerscale=4, fontsize=6, title="digit", title_fontsize=6, loc="upper right", ncol=2)
+    ax.legend(markerscale=4, fontsize=7, title="digit", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
@@ -740,8 +760,9 @@ class PlaneExplorer(Explorer):
         self._z = torch.zeros(1, 2, device=m.device)
         self.z1.observe(lambda c: self.redraw(), names="value")
         self.z2.observe(lambda c: self.redraw(), names="value")
-        self.widget = w.VBox([w.HBox([self.z1, self.z2]),
-                              w.HBox([self.scatter, w.VBox([w.HTML("<b>decoded x&#770;</b>"), self.image])])])
+        self.widget = _column([_row([self.z1, self.z2]),
+                               _row([self.scatter, _column([w.HTML("<b>decoded x&#770;</b>"), self.image])])])
+        self._mark("plane")
         self.redraw()
 
     @property
@@ -869,30 +890,65 @@ def slant_effect(m: ExplorerModel, test: MNISTSplit, n: int = 100, delta: float 
     return DimensionEffect(dims, effect)
 
 
+class PathReading(NamedTuple):
+    """How the digit classifier reads the images along interpolation paths (averaged over pairs)."""
+
+    model: str  # the model's label, e.g. "AE"
+    path: str  # LINEAR or SPHERICAL
+    t: torch.Tensor  # (steps,) positions along the path
+    confidence: torch.Tensor  # (steps,) average largest softmax probability
+    readable: torch.Tensor  # (steps,) share of images read with confidence above the threshold
+    double_exposure: float  # cosine similarity of the midpoint to the average of the two end images
+
+
 @torch.no_grad()
-def path_confidence(
+def path_readability(
     models: Sequence[ExplorerModel],
     test: MNISTSplit,
     classifier: nn.Module,
-    pairs: int = 200,
+    pairs: int = 300,
     steps: int = 11,
-    kind: str = LINEAR,
+    paths: Sequence[str] = (LINEAR, SPHERICAL),
+    threshold: float = 0.9,
     seed: int = 0,
-) -> dict[str, torch.Tensor]:
-    """The classifier's confidence (largest softmax probability) along paths between
-    random pairs of test digits, averaged over pairs: model label -> (steps,)."""
+) -> list[PathReading]:
+    """Decode paths between ``pairs`` random pairs of test digits and let the classifier read them.
+
+    ``readable`` is the share of images read with confidence above ``threshold`` (notebook
+    01's readability); ``double_exposure`` compares the image at t = 0.5 with the pixel
+    average of the images at t = 0 and t = 1: near 1, the midpoint is just the two digits
+    faded into each other, which is not a digit.
+    """
     generator = torch.Generator().manual_seed(seed)
     i = torch.randint(len(test), (pairs,), generator=generator)
     j = torch.randint(len(test), (pairs,), generator=generator)
     t = torch.linspace(0, 1, steps)
     device = next(classifier.parameters()).device
-    out = {}
+    out = []
     for m in models:
         a, b = m.encode(test.x[i]).cpu(), m.encode(test.x[j]).cpu()
-        z = torch.cat([path_codes(m, a[p], b[p], t, kind) for p in range(pairs)])  # (pairs * steps, k)
-        probs = torch.softmax(classifier(m.decode(z).to(device)), dim=1).max(1).values.cpu()
-        out[m.label] = probs.reshape(pairs, steps).mean(0)
+        for path in paths:
+            z = torch.cat([path_codes(m, a[p], b[p], t, path) for p in range(pairs)])  # (pairs * steps, k)
+            x = m.decode(z)
+            probs = torch.cat([torch.softmax(classifier(x[s: s + 2000].to(device)), dim=1).cpu()
+                               for s in range(0, len(x), 2000)])
+            confidence = probs.max(1).values.reshape(pairs, steps)
+            images = x.reshape(pairs, steps, -1).cpu()
+            fade = 0.5 * (images[:, 0] + images[:, -1])
+            similarity = torch.nn.functional.cosine_similarity(images[:, steps // 2], fade, dim=1).mean()
+            out.append(PathReading(m.label, path, t, confidence.mean(0), (confidence > threshold).float().mean(0),
+                                   float(similarity)))
     return out
+
+
+def readability_table(readings: Sequence[PathReading]) -> str:
+    """One line per model and path: readable share at t = 0, 0.5, 1 and the double-exposure similarity."""
+    lines = [f"{'model':<6} {'path':<10} {'read at t=0':>11} {'t=0.5':>6} {'t=1':>6} {'double exposure at t=0.5':>25}"]
+    for r in readings:
+        mid = len(r.t) // 2
+        lines.append(f"{r.model:<6} {r.path:<10} {r.readable[0]:>11.2f} {r.readable[mid]:>6.2f} "
+                     f"{r.readable[-1]:>6.2f} {r.double_exposure:>25.3f}")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -909,7 +965,7 @@ def plot_activity(models: Mapping[str, ExplorerModel]):
     ax.axhline(ACTIVE_KL_NATS, color="grey", ls="--", lw=1, label=f"active above {ACTIVE_KL_NATS} nats")
     ax.set_yscale("log")
     ax.set_xlabel("dimension rank (most active first)")
-    ax.set_ylabel("average KL of the dimension (nats)")
+    ax.set_ylabel("average KL (nats; floor 1e-4)")
     ax.set_title("How much each latent dimension carries: average KL on test images")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -917,18 +973,21 @@ def plot_activity(models: Mapping[str, ExplorerModel]):
     return fig
 
 
-def plot_path_confidence(curves: Mapping[str, torch.Tensor], kind: str = LINEAR):
-    """The classifier's average confidence along interpolation paths, one line per model."""
+def plot_path_readability(readings: Sequence[PathReading], threshold: float = 0.9):
+    """Share of images read confidently along the paths, one line per model and path kind."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for label, conf in curves.items():
-        ax.plot(np.linspace(0, 1, len(conf)), conf.numpy(), "o-", ms=4, label=label)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    colors: dict[str, str] = {}
+    for r in readings:
+        color = colors.setdefault(r.model, f"C{len(colors)}")
+        ax.plot(r.t.numpy(), r.readable.numpy(), "o-" if r.path == LINEAR else "s--", ms=4, color=color,
+                label=f"{r.model}, {r.path}")
     ax.set_xlabel("t (0: first test digit, 1: second)")
-    ax.set_ylabel("classifier confidence (max softmax)")
+    ax.set_ylabel(f"share read with confidence > {threshold:g}")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Does the path stay among digits? ({kind} paths, averaged over pairs)")
+    ax.set_title("Do the paths stay among digits? (random pairs of test digits)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

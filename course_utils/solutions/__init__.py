@@ -91,8 +91,9 @@ def check(key: str, answer: Any) -> bool:
 def reveal(key: str) -> Any:
     """Print the worked solution of exercise ``key`` and return its answer."""
     ex = get(key)
-    source = textwrap.dedent(inspect.getsource(ex.solver))
-    body = "\n".join(line for line in source.splitlines() if not line.startswith("@"))
+    lines = textwrap.dedent(inspect.getsource(ex.solver)).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("def "))  # skip the decorator
+    body = "\n".join(lines[start:])
     print(f"Solution of {key}:\n")
     if ex.explanation:
         print(textwrap.fill(ex.explanation, 88) + "\n")

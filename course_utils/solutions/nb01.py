@@ -27,9 +27,11 @@ def _check_byte_ratio(answer: Any) -> tuple[bool, str]:
     return False, f"{value:g} is not it. Count the bytes of the image and of the code, then divide."
 
 
-@exercise("01.byte-ratio", _check_byte_ratio,
-          "The image is 784 uint8 pixels = 784 bytes. A float16 number takes 2 bytes, so a 12-number code "
-          "takes 24 bytes. The ratio is 784 / 24.")
+BYTE_RATIO_EXPLANATION = ("The image is 784 uint8 pixels = 784 bytes. A float16 number takes 2 bytes, so a "
+                          "12-number code takes 24 bytes. The ratio is 784 / 24.")
+
+
+@exercise("01.byte-ratio", _check_byte_ratio, BYTE_RATIO_EXPLANATION)
 def byte_ratio_solution() -> float:
     image_bytes = 28 * 28 * 1  # uint8: one byte per pixel
     code_bytes = 12 * 2  # float16: two bytes per number
@@ -65,13 +67,20 @@ def _check_confused_pair(answer: Any) -> tuple[bool, str]:
                    f"reaches {ranking[0].rate:.1%}). Look again where two colours share the same patch of the plot.")
 
 
-@exercise("01.confused-pair", _check_confused_pair,
-          "Encode the training and test images with ae-2, let the 15 nearest training codes vote on each test "
-          "code (code_confusion), and take the pair with the largest confusion[a, b] + confusion[b, a].")
-def confused_pair_solution() -> tuple[int, int]:
-    from ..compression import most_confused_pair
+CONFUSED_PAIR_EXPLANATION = ("Encode training and test images with ae-2, let the 15 nearest of 10,000 training "
+                             "codes vote on the digit of each test code (cc.code_confusion), and take the pair "
+                             "with the largest (confusion[a, b] + confusion[b, a]) / 2.")
 
-    pair = most_confused_pair(_course_confusion())
+
+@exercise("01.confused-pair", _check_confused_pair, CONFUSED_PAIR_EXPLANATION)
+def confused_pair_solution() -> tuple[int, int]:
+    import course_utils as cu
+    from course_utils import compression as cc
+
+    ae2 = cu.train_or_load("ae-2", verbose=False).model
+    data = cc.lesson_data(next(ae2.parameters()).device)
+    confusion = cc.code_confusion_of(ae2, data)  # (10, 10): row = true digit, column = digit voted for
+    pair = cc.most_confused_pair(confusion)
     return (pair.a, pair.b)
 
 
@@ -107,8 +116,20 @@ def _check_pca_match(answer: Any) -> tuple[bool, str]:
     return False, f"{value} components is {hint}. Find the first k where pca.mse_curve(test.x) <= the AE's MSE."
 
 
-@exercise("01.pca-match", _check_pca_match,
-          "pca.mse_curve(test.x)[k] is PCA's test MSE with k components, for every k at once. The answer is the "
-          "first k where it drops to the autoencoder's MSE or below: pca_components_to_match does exactly that.")
+PCA_MATCH_EXPLANATION = ("pca.mse_curve(data.test.x)[k] is PCA's test MSE with k components, for every k at "
+                         "once. The answer is the first k where it drops to the autoencoder's test MSE or below "
+                         "(cc.pca_components_to_match does the same).")
+
+
+@exercise("01.pca-match", _check_pca_match, PCA_MATCH_EXPLANATION)
 def pca_match_solution() -> int:
-    return _pca_needed()[0]
+    import torch
+
+    import course_utils as cu
+    from course_utils import compression as cc
+
+    ae8 = cu.train_or_load("ae-8", verbose=False).model
+    data = cc.lesson_data(next(ae8.parameters()).device)
+    target = cu.evaluate(ae8, data=data.test)["mse_per_pixel"]
+    curve = cc.lesson_pca().mse_curve(data.test.x.cpu())  # PCA's test MSE for k = 0, 1, ..., 784
+    return int(torch.nonzero(curve <= target)[0])

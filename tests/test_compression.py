@@ -1,0 +1,79 @@
+"""course_utils.compression (notebook 01): sizes, PCA, code-space sampling, confusion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import compression as cc
+
+
+def test_sizes_and_rows():
+    assert cc.compression_ratio(8) == 98.0
+    assert cc.code_bytes(16) == 32
+    assert cc.code_bytes(16, torch.float32) == 64
+    assert cc.byte_ratio(12) == pytest.approx(784 / 24)
+    row = cc.compression_row("AE", 4, 0.01)
+    assert row.ratio == 196.0 and row.code_bytes == 8 and row.psnr_db == pytest.approx(20.0)
+    assert "PSNR" in cc.format_rows([row])
+    with pytest.raises(ValueError):
+        cc.compression_ratio(0)
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.rand(5, 784, generator=g)
+    return (torch.rand(n, 5, generator=g) @ basis / 5 + 0.01 * torch.rand(n, 784, generator=g)).reshape(n, 1, 28, 28)
+
+
+def test_pca_matches_eckart_young_and_is_orthonormal():
+    x = _images(300)
+    pca = cc.fit_pca(x)
+    eye = torch.eye(784, dtype=pca.components.dtype)
+    assert torch.allclose(pca.components.T @ pca.components, eye, atol=1e-8)
+    assert torch.all(pca.variances[:-1] >= pca.variances[1:])
+    curve = pca.mse_curve(x)
+    for k in (0, 1, 5, 20):
+        assert float(curve[k]) == pytest.approx(float(pca.variances[k:].sum() / 784), abs=1e-10)
+        if k:
+            assert pca.mse(x, k) == pytest.approx(float(curve[k]), rel=1e-4, abs=1e-9)
+    assert pca.reconstruct(x, 5).shape == x.shape
+    target = float(curve[3]) + 1e-12
+    assert cc.pca_components_to_match(pca, x, target) <= 3
+
+
+def test_box_sampling_and_interpolation():
+    z = torch.tensor([[0.0, -1.0], [2.0, 3.0], [1.0, 0.0]])
+    box = cc.code_box(z)
+    assert box.low.tolist() == [0.0, -1.0] and box.high.tolist() == [2.0, 3.0]
+    draws = cc.sample_code_box(z, 500, torch.Generator().manual_seed(0))
+    assert draws.shape == (500, 2)
+    assert torch.all(draws >= box.low) and torch.all(draws <= box.high)
+    path = cc.interpolate_codes(z[0], z[1], 5)
+    assert torch.equal(path[0], z[0]) and torch.equal(path[-1], z[1])
+    assert torch.allclose(path[2], (z[0] + z[1]) / 2)
+    with pytest.raises(ValueError):
+        cc.interpolate_codes(z[0], z[:2], 3)
+    assert torch.allclose(cc.nearest_code_distance(z, z), torch.zeros(3))
+
+
+def test_code_confusion_finds_the_overlapping_pair():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.arange(10, dtype=torch.float32).unsqueeze(1) * torch.tensor([[10.0, 0.0]])
+    centres[4] = centres[9] + 0.01  # digits 4 and 9 share one cluster
+    y_train = torch.arange(10).repeat(50)
+    y_test = torch.arange(10).repeat(20)
+    z_train = centres[y_train] + 0.5 * torch.randn(len(y_train), 2, generator=g)
+    z_test = centres[y_test] + 0.5 * torch.randn(len(y_test), 2, generator=g)
+    confusion = cc.code_confusion(z_train, y_train, z_test, y_test, neighbours=5)
+    assert torch.allclose(confusion.sum(1), torch.ones(10))
+    pair = cc.most_confused_pair(confusion)
+    assert (pair.a, pair.b) == (4, 9) and pair.rate > 0.2
+    assert len(cc.confused_pairs(confusion)) == 45
+    assert confusion[0, 0] == 1.0
+
+
+def test_random_pairs_have_different_labels():
+    y = torch.tensor([0, 0, 1, 1, 2])
+    pairs = cc.random_pairs(y, 100, torch.Generator().manual_seed(0))
+    assert len(pairs.a) > 0 and torch.all(y[pairs.a] != y[pairs.b])
