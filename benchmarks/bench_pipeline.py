@@ -8,8 +8,10 @@
 
 The model, optimizer and loss are the same for both, as in pytorch/examples' VAE:
 784-400-20 MLP, batch 128, Adam (lr 1e-3), binary cross-entropy summed over pixels and
-images plus the KL term. Both start from the same initial weights. Nothing is asserted:
-the script prints a table of seconds per epoch and the ratio (b)/(a).
+images plus the KL term. Both start from the same initial weights, and their epochs
+alternate, so that a change in the machine's load hits both alike. A last pass draws one
+epoch of batches from each pipeline with no model ("data only"): the pipeline's own cost.
+Nothing is asserted: the script prints a table of seconds per epoch and the ratios (b)/(a).
 
     OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py [--epochs N] [--threads T]
 """
@@ -47,24 +49,38 @@ def summed_loss(model: cu.VAE, x: torch.Tensor) -> torch.Tensor:
     return cu.bernoulli_nll(out.logits, x).sum() + cu.gaussian_kl(out.mu, out.logvar).sum()
 
 
-def train_epochs(batches_of_epoch: Callable[[], Iterable], epochs: int) -> tuple[list[float], float]:
-    """Train a fresh model; return the seconds of each epoch and the last epoch's loss per image."""
-    model = make_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    seconds, loss_per_image = [], float("nan")
-    for _ in range(epochs):
+class Trainer:
+    """One model and optimizer fed by one pipeline; ``epoch()`` trains one pass and times it."""
+
+    def __init__(self, batches_of_epoch: Callable[[], Iterable]):
+        self.batches_of_epoch = batches_of_epoch
+        self.model = make_model()  # the same initial weights for both pipelines
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.wall: list[float] = []  # seconds of each epoch
+        self.cpu: list[float] = []  # CPU seconds of this process in each epoch (all threads)
+        self.loss_per_image = float("nan")
+
+    def epoch(self) -> None:
         total, count = 0.0, 0
-        start = time.perf_counter()
-        for x, _y in batches_of_epoch():
-            loss = summed_loss(model, x)
-            optimizer.zero_grad(set_to_none=True)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for x, _y in self.batches_of_epoch():
+            loss = summed_loss(self.model, x)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             total += loss.item()
             count += len(x)
-        seconds.append(time.perf_counter() - start)
-        loss_per_image = total / count
-    return seconds, loss_per_image
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
+        self.loss_per_image = total / count
+
+
+def data_only_seconds(batches: Iterable) -> float:
+    """Seconds to draw one epoch of batches with no model: the pipeline's own cost."""
+    start = time.perf_counter()
+    for _batch in batches:
+        pass
+    return time.perf_counter() - start
 
 
 def warm_up(train: cu.MNISTSplit, steps: int = 20) -> None:
@@ -112,23 +128,34 @@ def main(argv: list[str] | None = None) -> int:
 
     warm_up(train)
     generator = torch.Generator().manual_seed(SEED)
-    seconds_a, loss_a = train_epochs(lambda: cu.batches(train, BATCH_SIZE, generator=generator), args.epochs)
     torch.manual_seed(SEED)  # the DataLoader shuffles with torch's global generator
-    seconds_b, loss_b = train_epochs(lambda: loader, args.epochs)
+    course = Trainer(lambda: cu.batches(train, BATCH_SIZE, generator=generator))
+    tutorial = Trainer(lambda: loader)
+    for _ in range(args.epochs):  # alternate, so that a change in machine load hits both alike
+        course.epoch()
+        tutorial.epoch()
+    data_a = data_only_seconds(cu.batches(train, BATCH_SIZE, generator=generator))
+    data_b = data_only_seconds(loader)
 
-    mean_a, mean_b = sum(seconds_a) / len(seconds_a), sum(seconds_b) / len(seconds_b)
     rows = [
-        ("(a) course_utils: load_mnist tensors + batches", setup_a, mean_a, seconds_a, loss_a),
-        ("(b) torchvision MNIST + ToTensor + DataLoader", setup_b, mean_b, seconds_b, loss_b),
+        ("(a) course_utils: load_mnist tensors + batches", setup_a, course, data_a),
+        ("(b) torchvision MNIST + ToTensor + DataLoader", setup_b, tutorial, data_b),
     ]
-    header = f"{'pipeline':48s} {'setup s':>8s} {'s/epoch':>8s} {'each epoch (s)':>20s} {'loss/image':>11s}"
+    header = (f"{'pipeline':48s} {'setup s':>8s} {'s/epoch':>8s} {'CPU s/epoch':>12s} {'data only s':>12s} "
+              f"{'loss/image':>11s}")
     print(header)
     print("-" * len(header))
-    for name, setup, mean, each, loss in rows:
-        each_text = " ".join(f"{s:.2f}" for s in each)
-        print(f"{name:48s} {setup:8.2f} {mean:8.2f} {each_text:>20s} {loss:11.2f}")
+    for name, setup, trainer, data_seconds in rows:
+        wall, cpu = sum(trainer.wall) / len(trainer.wall), sum(trainer.cpu) / len(trainer.cpu)
+        print(f"{name:48s} {setup:8.2f} {wall:8.2f} {cpu:12.2f} {data_seconds:12.2f} {trainer.loss_per_image:11.2f}")
     print("-" * len(header))
-    print(f"ratio (b)/(a), seconds per epoch: {mean_b / mean_a:.2f}x")
+    if args.epochs > 1:
+        for name, _, trainer, _ in rows:
+            print(f"{name[:3]} seconds of each epoch: {' '.join(f'{s:.2f}' for s in trainer.wall)}")
+    mean_a, mean_b = sum(course.wall) / len(course.wall), sum(tutorial.wall) / len(tutorial.wall)
+    print(f"ratio (b)/(a), seconds per training epoch: {mean_b / mean_a:.2f}x")
+    print(f"ratio (b)/(a), data only (one epoch of batches, no model): {data_b / data_a:.1f}x")
+    print(f"load average after the run: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
 

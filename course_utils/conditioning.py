@@ -13,7 +13,8 @@ holds what notebook 03 measures about them:
 - why label accuracy changes with the latent size: a latent probe (can a small
   classifier read the digit from the posterior means mu alone?, ``latent_probe``) and
   how far each label's codes sit from the N(0, I) that sampling draws from
-  (``posterior_gap``);
+  (``posterior_gap``); for "project", how close the digits' offsets P e_c crowd
+  (``offset_crowding``); all collected per model by ``sweep_point``;
 - figures: per-digit sample grids, style transfer, confusion matrices, the sweep.
 
 Names follow the math: x (images), z (codes), mu / logvar (q(z | x, y)), y (labels).
@@ -506,20 +507,25 @@ def plot_sweep(
 
 
 # ----------------------------------------------------------------------------- figures
-@torch.no_grad()
-def per_digit_samples(model: CVAE, n_per_digit: int = 8, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
-    """n_per_digit samples of each digit 0..9, digit-major: shape (10 * n_per_digit, 1, 28, 28).
+class PerDigitSamples(NamedTuple):
+    images: torch.Tensor  # (10 * n, 1, 28, 28), digit-major: the n samples of digit 0, then of 1, ...
+    z: torch.Tensor  # (n, latent_dim): the codes, shared by every digit (column j uses z[j])
 
-    The same n_per_digit codes z ~ N(0, T^2 I) are used for every digit, so column j of
-    the grid is one code drawn as each digit in turn.
+
+@torch.no_grad()
+def per_digit_samples(model: CVAE, n_per_digit: int = 8, seed: int = 0, temperature: float = 1.0) -> PerDigitSamples:
+    """n_per_digit samples of each digit 0..9 from the same n_per_digit codes z ~ N(0, T^2 I).
+
+    Every digit reuses the same codes, so column j of the grid is one code drawn as each
+    digit in turn.
     """
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     z = temperature * torch.randn(n_per_digit, model.config.latent_dim, generator=generator)
-    z = z.repeat(model.config.num_classes, 1).to(device)  # row d of the grid reuses the same codes
     labels = torch.arange(model.config.num_classes, device=device).repeat_interleave(n_per_digit)
-    return torch.sigmoid(model.decode(z, labels))
+    images = torch.sigmoid(model.decode(z.repeat(model.config.num_classes, 1).to(device), labels))
+    return PerDigitSamples(images, z)
 
 
 def _mark_cells(ax, wrong: np.ndarray, pad: int = PAD) -> None:

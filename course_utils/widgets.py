@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import ipywidgets as w
@@ -226,15 +227,19 @@ def course_models(
     device: torch.device | None = None,
     choices: Mapping[str, str] = MODEL_CHOICES,
     test: MNISTSplit | None = None,
+    directory: str | Path | None = None,
 ) -> dict[str, ExplorerModel]:
-    """Train or load the models of the explorers' picker and prepare each one."""
+    """Train or load the models of the explorers' picker and prepare each one.
+
+    ``directory`` is where ``train_or_load`` looks for (and saves) checkpoints; by default
+    the course's own (``checkpoint_dir()``)."""
     from .training import train_or_load
 
     device = device if device is not None else pick_device()
     test = test if test is not None else load_mnist("test")
     out = {}
     for label, name in choices.items():
-        model = train_or_load(name, device=device).model
+        model = train_or_load(name, device=device, directory=directory).model
         out[label] = prepare_model(label, name, model, test)
     return out
 
@@ -583,6 +588,8 @@ class TraversalExplorer(Explorer):
         self.redraw()
 
     def _on_index(self, change: dict) -> None:
+        if self._hold:
+            return
         if self.base.value != "test digit":  # choosing a test digit means: hold the others at its code
             self._hold = True
             try:
@@ -609,10 +616,11 @@ class TraversalExplorer(Explorer):
         return traverse(self.current, dims, self.span.value, self.steps.value, base, y)
 
     def reset(self, label: str = "VAE") -> None:
-        """Back to the defaults: model ``label``, range +-3, 9 steps, others at the prior mean."""
+        """Back to the defaults: model ``label``, range +-3, 9 steps, others at the prior mean, test # 0."""
         self._hold = True
         try:
             self.span.value, self.steps.value, self.base.value = SLIDER_SPAN, 9, "prior mean"
+            self.index.value = 0
         finally:
             self._hold = False
         if self.model.value != label:

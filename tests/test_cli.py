@@ -1,0 +1,173 @@
+"""cli: ``python -m course_utils``: help, one-line errors with exit code 2, train and evaluate."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+from conftest import REPO, VENV_PYTHON, small_vae, subprocess_env
+
+import course_utils as cu
+from course_utils import cli
+
+TRAIN_FLAGS = ("--epochs", "--latent-dim", "--seed", "--out", "--fast", "--help")
+
+
+def _run_module(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_PYTHON), "-m", "course_utils", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=subprocess_env(**env),
+    )
+
+
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process; return (exit code, stdout, stderr)."""
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ----------------------------------------------------------------------------- help
+def test_module_help_exits_0_and_lists_the_commands():
+    result = _run_module("--help")
+    assert result.returncode == 0, result.stderr
+    for word in ("train", "evaluate", "--help", "python -m course_utils"):
+        assert word in result.stdout
+
+
+def test_train_help_mentions_every_flag_and_choice(capsys):
+    code, out, _ = _main(capsys, "train", "--help")
+    assert code == 0
+    for flag in TRAIN_FLAGS:
+        assert flag in out, flag
+    for choice in cli.GROUPS:
+        assert f"{choice}:" in out, choice
+
+
+def test_evaluate_help_mentions_every_flag(capsys):
+    code, out, _ = _main(capsys, "evaluate", "--help")
+    assert code == 0
+    assert "--importance-samples" in out and "path" in out
+
+
+def test_parser_flags_are_all_documented(capsys):
+    """Every option the parser defines appears in the help (catches a flag added without help)."""
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in subparsers.items():
+        _, out, _ = _main(capsys, name, "--help")
+        for action in sub._actions:
+            for option in action.option_strings:
+                assert option in out, (name, option)
+            if action.help and action.option_strings:
+                assert action.help.split()[0] in out
+
+
+# ----------------------------------------------------------------------------- bad usage
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["train", "vae", "--bogus"], ["unrecognized arguments: --bogus"]),
+        (["--bogus"], ["error"]),
+        (["fly"], ["invalid choice: 'fly'", "train", "evaluate"]),
+        ([], ["required"]),
+        (["train", "vea"], ["invalid choice: 'vea'", "cvae-concat"]),
+        (["train", "vae", "--epochs", "two"], ["--epochs", "not an integer: 'two'"]),
+        (["train", "vae", "--epochs", "0"], ["--epochs", "positive integer"]),
+        (["train", "vae", "--seed", "-1"], ["--seed", "0 or more"]),
+        (["evaluate", "x.pt", "--importance-samples", "many"], ["--importance-samples", "not an integer"]),
+    ],
+)
+def test_bad_usage_exits_2_with_one_clear_line(capsys, args, words):
+    code, out, err = _main(capsys, *args)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("python -m course_utils") and "error:" in lines[0]
+    for word in words:
+        assert word in lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_usage_through_python_m_exits_2():
+    result = _run_module("train", "vae", "--epochs", "two")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "python -m course_utils train: error: argument --epochs: not an integer: 'two' (see --help)"
+    ]
+
+
+def test_latent_dim_with_all_is_refused(capsys):
+    code, _, err = _main(capsys, "train", "all", "--latent-dim", "4")
+    assert code == 2
+    assert "--latent-dim cannot be used with 'all'" in err
+
+
+def test_out_pointing_at_a_file_is_refused(capsys, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    code, _, err = _main(capsys, "train", "vae", "--out", str(target))
+    assert code == 2
+    assert "is a file, not a folder" in err
+
+
+def test_evaluate_a_missing_path_exits_2(capsys, tmp_path):
+    code, out, err = _main(capsys, "evaluate", str(tmp_path / "missing.pt"))
+    assert code == 2 and out == ""
+    missing = tmp_path / "missing.pt"
+    assert err.strip().splitlines() == [f"python -m course_utils: error: no checkpoint file at {missing}"]
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", b""])
+def test_evaluate_a_non_checkpoint_exits_2(capsys, tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    code, out, err = _main(capsys, "evaluate", str(path))
+    assert code == 2 and out == ""
+    assert "not a readable course checkpoint" in err and "Traceback" not in err
+
+
+def test_evaluate_a_plain_torch_file_exits_2(capsys, tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save(small_vae().state_dict(), path)
+    code, _, err = _main(capsys, "evaluate", str(path))
+    assert code == 2
+    assert "not a course_utils checkpoint" in err
+
+
+def test_evaluate_prints_metrics_in_process(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    path = cu.save_checkpoint(tmp_path / "v.pt", small_vae())
+    code, out, _ = _main(capsys, "evaluate", str(path), "--importance-samples", "2")
+    assert code == 0
+    assert out.splitlines()[0].startswith(f"{path}: VAE {{'latent_dim': 4")
+    for key in ("neg_elbo_nats", "recon_nats", "kl_nats", "mse_per_pixel", "psnr_db", "nll_nats"):
+        assert key in out
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_train_then_evaluate_end_to_end(tmp_path):
+    out_dir = tmp_path / "ckpts"
+    trained = _run_module("train", "vae", "--epochs", "1", "--fast", "--out", str(out_dir), COURSE_FAST="1", CI="1")
+    assert trained.returncode == 0, trained.stderr
+    path = out_dir / "vae.pt"
+    assert path.is_file()
+    assert "Training vae" in trained.stdout and "saved it to" in trained.stdout
+    ckpt = cu.load_checkpoint(path, expected_class="VAE")
+    assert ckpt.train_config["epochs"] == 1  # the override was applied
+    assert ckpt.train_config["train_size"] is not None  # --fast: a subset
+    assert ckpt.model.config == cu.course_recipe("vae", fast=True).config
+    assert "neg_elbo_nats" in ckpt.metrics
+
+    evaluated = _run_module("evaluate", str(path), COURSE_FAST="1")
+    assert evaluated.returncode == 0, evaluated.stderr
+    lines = evaluated.stdout.splitlines()
+    assert lines[0].startswith(f"{path}: VAE")
+    values = dict(line.split() for line in lines[1:])
+    assert set(values) >= {"neg_elbo_nats", "recon_nats", "kl_nats", "mse_per_pixel", "psnr_db"}
+    assert float(values["neg_elbo_nats"]) > 0
