@@ -364,8 +364,12 @@ class DigitClassifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """Predicted digit for each image, shape (B,)."""
-        return torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        """Predicted digit for each image, shape (B,); always with dropout off."""
+        was_training = self.training
+        self.eval()
+        labels = torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        self.train(was_training)
+        return labels
 
 
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {

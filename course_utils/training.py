@@ -343,12 +343,7 @@ def train_or_load(
     say = print if verbose else (lambda *a, **k: None)
     wanted = recipe.spec()
     if path.exists():
-        try:
-            payload = read_payload(path)
-            saved = {k: payload.get(k) for k in ("model_class", "config", "train")}
-            differences = _spec_differences(saved, wanted)
-        except CheckpointError as err:
-            differences = [f"unreadable ({err})"]
+        differences = checkpoint_differences(path, recipe)
         if not differences:
             ckpt = load_checkpoint(path, recipe.model_class, device)
             say(f"Loaded {name} from {_short(path)} (trained earlier; metrics {_fmt(ckpt.metrics)})")
@@ -385,20 +380,21 @@ def load_classifier(device: torch.device | str | None = None) -> DigitClassifier
 
     full = course_recipe("classifier", fast=False)
     shipped = course_root() / "checkpoints" / "classifier.pt"
-    if is_fast_mode() and not _matches(shipped, full):
+    if is_fast_mode() and checkpoint_differences(shipped, full):
         return train_or_load("classifier", course_recipe("classifier"), device=device, verbose=False).model
     return train_or_load("classifier", full, device=device, directory=shipped.parent, verbose=False).model
 
 
-def _matches(path: Path, recipe: Recipe) -> bool:
+def checkpoint_differences(path: Path, recipe: Recipe) -> list[str]:
+    """How the checkpoint at ``path`` differs from ``recipe`` (empty: it matches)."""
     if not path.exists():
-        return False
+        return [f"{path} does not exist"]
     try:
         payload = read_payload(path)
-    except CheckpointError:
-        return False
+    except CheckpointError as err:
+        return [f"unreadable ({err})"]
     saved = {k: payload.get(k) for k in ("model_class", "config", "train")}
-    return not _spec_differences(saved, recipe.spec())
+    return _spec_differences(saved, recipe.spec())
 
 
 def _short(path: Path) -> str:

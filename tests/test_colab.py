@@ -232,3 +232,17 @@ def test_rewrite_notebooks_updates_a_fork(tmp_path):
     assert colab.badge_markdown("01_a.ipynb", "someone/fork") in "".join(cells[0]["source"])
     assert "".join(cells[1]["source"]) == colab.setup_cell_source("someone/fork")
     assert colab.rewrite_notebooks(tmp_path, "someone/fork") == []
+
+
+def test_every_subpackage_is_packaged():
+    """A plain install (Colab's) ships only the packages pyproject.toml lists; the editable
+    install used locally ships everything, so a missing subpackage would only fail on Colab."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "course_utils").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
