@@ -51,6 +51,5 @@ def main() -> None:
               f"{metrics['kl_nats']:6.2f} {seconds:8.0f}", flush=True)
 
 
-
 if __name__ == "__main__":
     main()
