@@ -72,6 +72,15 @@ def save_checkpoint(
     return path
 
 
+@torch.no_grad()
+def round_to_half(model: nn.Module) -> nn.Module:
+    """Round the model's float weights to float16 and back, in place: what a half checkpoint keeps."""
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.half().to(tensor.dtype))
+    return model
+
+
 def read_payload(path: str | Path) -> dict[str, Any]:
     """The raw dictionary inside a checkpoint, checked to be one of ours."""
     path = Path(path)

@@ -2,7 +2,16 @@
 
     python -m course_utils train all              # every model the notebooks use
     python -m course_utils train vae --epochs 5   # one model, other settings
+    python -m course_utils train all --out checkpoints   # replace the shipped checkpoints
     python -m course_utils evaluate checkpoints/vae.pt
+
+Trained models go to checkpoints/trained/ (checkpoints/fast/ in fast mode; the per-user
+cache when the course folder is read-only), never over the shipped checkpoints/ unless
+--out names that folder. The notebooks load what is there first.
+
+The package, in layers (each imports only those before it): settings, data, losses,
+models, checkpoints, training, metrics, recipes (named models, train-or-load),
+plotting, explorers (widgets), lessons/nb01..nb04 (one per notebook), solutions.
 """
 
 from __future__ import annotations
@@ -11,6 +20,11 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+
+from .checkpoints import CheckpointError, load_checkpoint
+from .metrics import evaluate
+from .recipes import AE_LATENT_SIZES, course_names, course_recipe, load_classifier, train_or_load
+from .settings import checkpoint_dir, pick_device
 
 GROUPS = {
     "ae": "the autoencoders of notebook 01 (one per bottleneck size)",
@@ -39,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive, help="override the number of epochs")
     train.add_argument("--latent-dim", type=_positive, help="override the latent size (not for 'all')")
     train.add_argument("--seed", type=_non_negative, help="override the random seed")
-    train.add_argument("--out", type=Path, help="folder for the checkpoints (default: checkpoints/)")
+    train.add_argument("--out", type=Path,
+                       help="folder for the checkpoints (default: checkpoints/trained, or checkpoints/fast "
+                            "in fast mode; give --out checkpoints to replace the shipped ones)")
     train.add_argument("--fast", action="store_true", help="fast mode: a small subset, few epochs")
     ev = sub.add_parser("evaluate", help="print a checkpoint's test metrics",
                         description="Print the test metrics of a saved checkpoint.")
@@ -71,8 +87,6 @@ def _integer(text: str) -> int:
 
 
 def _names_for(what: str) -> list[str]:
-    from .recipes import AE_LATENT_SIZES, course_names
-
     if what == "all":
         return course_names()
     if what == "ae":
@@ -81,10 +95,6 @@ def _names_for(what: str) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .recipes import course_recipe
-    from .settings import checkpoint_dir
-    from .training import train_or_load
-
     if args.latent_dim is not None and args.what in ("all", "ae", "classifier"):
         print(f"python -m course_utils: error: --latent-dim cannot be used with '{args.what}'",
               file=sys.stderr)
@@ -106,11 +116,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .checkpoints import CheckpointError, load_checkpoint
-    from .models import CVAE, VAE
-    from .settings import pick_device
-    from .training import evaluate
-
     if not args.path.is_file():
         print(f"python -m course_utils: error: no checkpoint file at {args.path}", file=sys.stderr)
         return 2
@@ -119,8 +124,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         print(f"python -m course_utils: error: {err}", file=sys.stderr)
         return 2
-    k = args.importance_samples if isinstance(ckpt.model, VAE | CVAE) else 0
-    metrics = evaluate(ckpt.model, importance_samples=k)
+    model = ckpt.model
+    k = args.importance_samples if model.variational else 0
+    classifier = load_classifier(pick_device()) if model.conditional else None
+    metrics = evaluate(model, importance_samples=k, classifier=classifier)
     print(f"{args.path}: {type(ckpt.model).__name__} {dataclasses.asdict(ckpt.model.config)}")
     for key, value in metrics.items():
         print(f"  {key:16s} {value:.6g}")

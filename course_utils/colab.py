@@ -13,6 +13,7 @@ clone. Anywhere else it does nothing and says so.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -74,7 +75,6 @@ def rewrite_notebooks(folder: Path, repository: str = REPOSITORY) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m course_utils.colab",
                                      description="Rewrite every notebook's Colab badge and set-up cell.")

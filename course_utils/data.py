@@ -2,9 +2,12 @@
 
 The four IDX files ship with the course (gzip-compressed). ``load_mnist`` checks the
 SHA-256 of what it decompresses, lays the raw files out where
-``torchvision.datasets.MNIST`` finds them (``data/MNIST/raw``), and only when the
-shipped files are missing falls back to torchvision's download. A corrupt file is
-never replaced silently: the error says which file and how to restore it.
+``torchvision.datasets.MNIST`` finds them (``data/MNIST/raw`` inside ``work_dir()``: the
+course folder when it is writable, else the per-user cache, so a read-only course on a
+JupyterHub still loads), and only when the shipped files are missing falls back to
+torchvision's download, into that same writable folder. A corrupt file is never replaced
+silently: the error says which file and how to restore it. A decompressed copy is used
+only when its SHA-256 is right; a wrong one is rebuilt from the shipped file.
 
 Batches are drawn by index from one tensor (``batches``), not through a per-image
 PIL transform and a DataLoader. On a 2-core CPU, drawing an epoch of batches is about 40
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from .settings import course_root
+from . import settings
 
 # SHA-256 of the decompressed files (identical to the official MNIST bytes).
 MNIST_SHA256 = {
@@ -74,12 +79,25 @@ class Batch(NamedTuple):
 
 
 def data_dir() -> Path:
-    """``data/`` of the course: ``mnist/`` holds the shipped .gz files."""
-    return course_root() / "data"
+    """``data/`` of the course: ``mnist/`` holds the shipped .gz files (only ever read)."""
+    return settings.course_root() / "data"
+
+
+def prepared_dir() -> Path:
+    """Where the decompressed layout goes: ``data/`` of ``work_dir()`` (the course, or the cache)."""
+    return settings.work_dir() / "data"
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _restore_hint(name: str) -> str:
@@ -108,39 +126,89 @@ def _decompressed(gz_path: Path, name: str) -> bytes:
     return raw
 
 
+def _write_atomically(target: Path, write) -> None:
+    """Write ``target`` through a private temporary file, so a reader (another kernel of the
+    same student, say) never sees half a file and two writers never share a temporary name."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _unwritable(folder: Path, err: OSError) -> MNISTDataError:
+    return MNISTDataError(
+        f"Cannot write the decompressed MNIST files into {folder} ({err.strerror or err}): "
+        "set COURSE_CACHE to a folder you can write to."
+    )
+
+
+def _is_good(path: Path, name: str) -> bool:
+    return path.is_file() and path.stat().st_size > 0 and _file_sha256(path) == MNIST_SHA256[name]
+
+
 def prepare_mnist(root: Path | None = None, download: bool = True) -> Path:
     """Check the shipped MNIST files and lay them out for torchvision.
 
-    Returns the folder to pass as ``root`` to ``torchvision.datasets.MNIST``
-    (the files end up in ``<root>/MNIST/raw``). Only if ``data/mnist`` lacks the
-    files, and ``download`` is True, does torchvision download them.
+    Returns the folder to pass as ``root`` to ``torchvision.datasets.MNIST`` (the files
+    end up in ``<returned folder>/MNIST/raw``). By default the shipped files are read
+    from the course's ``data/mnist`` and laid out under ``work_dir() / "data"``: in the
+    course when it is writable, else in the per-user cache (``COURSE_CACHE``). Given
+    ``root``, the shipped files are read from ``root/mnist`` and laid out in ``root``
+    (or in the cache when ``root`` is read-only). A read-only course that already holds
+    a checked layout (an instructor ran it once before making it read-only) is used as it
+    is. Only if the shipped files are missing, and ``download`` is True, does torchvision
+    download them, into the returned folder.
     """
-    root = Path(root) if root is not None else data_dir()
-    shipped = root / "mnist"
-    raw_dir = root / "MNIST" / "raw"
+    if root is None:
+        shipped, out = data_dir() / "mnist", prepared_dir()
+    else:
+        root = Path(root)
+        shipped = root / "mnist"
+        out = root if settings.is_writable(root) else settings.cache_dir() / "data"
+    beside = shipped.parent
+    if out != beside and all(_is_good(beside / "MNIST" / "raw" / n, n) for n in MNIST_SHA256):
+        return beside  # a read-only course whose instructor laid the files out: use them, write nothing
+    raw_dir = out / "MNIST" / "raw"
     missing = [n for n in MNIST_SHA256 if not (shipped / f"{n}.gz").exists()]
+    try:
+        raw_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _unwritable(raw_dir, err) from err
     if missing:
-        _download_with_torchvision(root, missing, download)
-    raw_dir.mkdir(parents=True, exist_ok=True)
+        _download_with_torchvision(out, shipped, missing, download)
     for name in MNIST_SHA256:
         target = raw_dir / name
-        if target.exists() and target.stat().st_size > 0:
-            if _sha256(target.read_bytes()) == MNIST_SHA256[name]:
-                continue
-            if name in missing:
-                raise MNISTDataError(
-                    f"{target} (downloaded by torchvision) has the wrong SHA-256. "
-                    f"Delete {raw_dir} and try again."
-                )
+        if name in missing or _is_good(target, name):
+            continue  # a missing .gz was handled (and checked) above
         raw = _decompressed(shipped / f"{name}.gz", name)
-        tmp = target.with_suffix(".partial")
-        tmp.write_bytes(raw)
-        tmp.replace(target)
-    return root
+        try:
+            _write_atomically(target, lambda f, raw=raw: f.write(raw))
+        except OSError as err:
+            raise _unwritable(raw_dir, err) from err
+    return out
 
 
-def _download_with_torchvision(root: Path, missing: list[str], download: bool) -> None:
+def _download_with_torchvision(out: Path, shipped: Path, missing: list[str], download: bool) -> None:
+    """Get the files whose .gz is not shipped: from a good decompressed copy, else from torchvision."""
+    raw_dir = out / "MNIST" / "raw"
     names = ", ".join(f"{n}.gz" for n in missing)
+    stale = [n for n in missing if (raw_dir / n).exists() and not _is_good(raw_dir / n, n)]
+    if stale:
+        if not download:
+            raise MNISTDataError(
+                f"data/mnist lacks {names}, and the decompressed copy of {', '.join(stale)} in {raw_dir} has "
+                "the wrong SHA-256. Restore data/mnist from the course repository (git checkout -- data/mnist)."
+            )
+        for name in stale:  # our own decompressed copy, wrong: never used; torchvision fetches it afresh
+            (raw_dir / name).unlink()
+            (raw_dir / f"{name}.gz").unlink(missing_ok=True)
+    if all(_is_good(raw_dir / n, n) for n in missing):
+        _restore_shipped(shipped, raw_dir, missing)
+        return
     if not download:
         raise MNISTDataError(
             f"data/mnist lacks {names}. Restore them from the course repository "
@@ -149,26 +217,39 @@ def _download_with_torchvision(root: Path, missing: list[str], download: bool) -
     from torchvision import datasets
 
     try:
-        datasets.MNIST(str(root), train=True, download=True)
-        datasets.MNIST(str(root), train=False, download=True)
+        datasets.MNIST(str(out), train=True, download=True)
+        datasets.MNIST(str(out), train=False, download=True)
     except Exception as err:  # network errors come in many types
         raise MNISTDataError(
             f"data/mnist lacks {names}, and torchvision could not download MNIST "
             f"({type(err).__name__}: {err}). Restore the files from the course "
             "repository (git checkout -- data/mnist)."
         ) from err
-    raw_dir = root / "MNIST" / "raw"
-    shipped = root / "mnist"
-    shipped.mkdir(parents=True, exist_ok=True)
     for name in missing:
-        raw = (raw_dir / name).read_bytes()
-        if _sha256(raw) != MNIST_SHA256[name]:
+        if not _is_good(raw_dir / name, name):
             raise MNISTDataError(
                 f"torchvision downloaded {name} with the wrong SHA-256. Delete "
-                f"{raw_dir} and restore data/mnist from the course repository."
+                f"{raw_dir} and restore data/mnist from the course repository (git checkout -- data/mnist)."
             )
-        with gzip.GzipFile(shipped / f"{name}.gz", "wb", mtime=0) as f:
-            f.write(raw)
+    _restore_shipped(shipped, raw_dir, missing)
+
+
+def _restore_shipped(shipped: Path, raw_dir: Path, missing: list[str]) -> None:
+    """Put the checked files back into data/mnist as .gz, when the course folder is writable."""
+    if not settings.is_writable(shipped):
+        return  # a read-only course: the checked copy in raw_dir serves
+    try:
+        shipped.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            raw = (raw_dir / name).read_bytes()
+
+            def write(f, raw=raw, name=name):
+                with gzip.GzipFile(filename=f"{name}.gz", mode="wb", fileobj=f, mtime=0) as gz:
+                    gz.write(raw)
+
+            _write_atomically(shipped / f"{name}.gz", write)
+    except OSError:
+        return  # best effort: the checked copy in raw_dir serves
 
 
 def load_mnist(
@@ -241,5 +322,5 @@ def batches(
 
 
 def remove_prepared_files() -> None:
-    """Delete the decompressed copy in ``data/MNIST`` (it is rebuilt on the next load)."""
-    shutil.rmtree(data_dir() / "MNIST", ignore_errors=True)
+    """Delete the decompressed copy in ``data/MNIST`` of ``work_dir()`` (rebuilt on the next load)."""
+    shutil.rmtree(prepared_dir() / "MNIST", ignore_errors=True)

@@ -8,6 +8,19 @@ config that a checkpoint stores, so ``load_model`` can rebuild it.
 
 Names follow the math: x (images), x_hat (reconstruction), z (latent code),
 mu / logvar (the encoder's Gaussian q(z | x) = N(mu, diag(exp(logvar)))), y (labels).
+
+One interface. The AE, VAE and CVAE all answer the same calls, so no code outside this
+file needs to know which of them it holds:
+
+    encode(x, y=None)          the encoder's output: z (AE) or Posterior(mu, logvar)
+    code(x, y=None)            the point code of x, (B, k): z for the AE, mu otherwise
+    decode(z, y=None)          logits of the image, (B, 1, 28, 28)
+    reconstruct(x, y=None)     sigmoid(decode(code(x))), pixels in [0, 1]
+    loss(x, y=None, beta=1)    the model's own training loss as named LossParts
+    latent_dim, conditional (needs y), variational (has a posterior and a KL term)
+
+``y`` is ignored by the unconditional models and required by the CVAE. The digit
+classifier answers ``loss(x, y)`` too (cross-entropy), so one training loop serves all.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS
+from .losses import LossParts, bernoulli_nll, gaussian_kl
 
 CONDITIONINGS = ("concat", "project")
 
@@ -141,12 +155,45 @@ def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
+# ----------------------------------------------------------------------------- interface
+class LatentModel(nn.Module):
+    """What the AE, VAE and CVAE have in common (see the module docstring)."""
+
+    config: AEConfig | VAEConfig | CVAEConfig
+    conditional = False  # True: encode, decode and loss need the digit labels y
+    variational = False  # True: encode returns a Posterior and the loss has a KL term
+    generative = True  # False only for the digit classifier
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.config.latent_dim)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def code(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The point code of each image, (B, latent_dim): z for the AE, the posterior mean mu otherwise."""
+        out = self.encode(x, y)
+        return out.mu if self.variational else out
+
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """sigmoid(decode(code(x))): the deterministic reconstruction, (B, 1, 28, 28) in [0, 1]."""
+        return torch.sigmoid(self.decode(self.code(x, y), y))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0,
+             eps: torch.Tensor | None = None) -> LossParts:
+        raise NotImplementedError
+
+
 # ----------------------------------------------------------------------------- AE
-class AutoEncoder(nn.Module):
+class AutoEncoder(LatentModel):
     """A deterministic autoencoder: z = encoder(x), x_hat = sigmoid(decoder(z)).
 
     The bottleneck is a plain linear layer, with no ReLU after it. A ReLU there (as
-    in one of the seed posts) clips every negative code to 0: a unit whose
+    in some tutorials) clips every negative code to 0: a unit whose
     pre-activation turns negative for all inputs gets no gradient again and is lost
     for good, so an 8-unit bottleneck can end up using fewer than 8 numbers.
     """
@@ -158,28 +205,37 @@ class AutoEncoder(nn.Module):
         self.encoder = mlp(dims)  # 784 -> ... -> latent_dim (linear bottleneck)
         self.decoder = mlp(dims[::-1])  # latent_dim -> ... -> 784 logits
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The code z, (B, latent_dim). ``y`` is ignored: the AE is not conditional."""
         return self.encoder(check_images(x))  # (B, 784) -> (B, latent_dim)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the reconstruction, shape (B, 1, 28, 28)."""
         _check_latent(z, self.config.latent_dim)
         return _unflatten(self.decoder(z))
 
-    def forward(self, x: torch.Tensor) -> AEOutput:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> AEOutput:
         z = self.encode(x)
         logits = self.decode(z)
         return AEOutput(z=z, logits=logits, x_hat=torch.sigmoid(logits))
 
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0,
+             eps: torch.Tensor | None = None) -> LossParts:
+        """Mean squared error per pixel, (1 / N D) sum ||x - x_hat||^2 (``beta`` and ``eps`` unused)."""
+        mse = F.mse_loss(self(x).x_hat, check_images(x).reshape(-1, *IMAGE_SHAPE))
+        return LossParts(loss=mse, recon=mse, kl=torch.zeros((), device=mse.device))
+
 
 # ----------------------------------------------------------------------------- VAE
-class VAE(nn.Module):
+class VAE(LatentModel):
     """Variational autoencoder (Kingma and Welling 2014) with a N(0, I) prior.
 
     Encoder: q(z | x) = N(mu, diag(sigma^2)), with logvar = log sigma^2 as output
     (unconstrained, so no positivity constraint is needed). Decoder: p(x | z) is a
     product of Bernoullis whose logits the decoder returns.
     """
+
+    variational = True
 
     def __init__(self, config: VAEConfig = VAEConfig()):
         super().__init__()
@@ -190,7 +246,8 @@ class VAE(nn.Module):
         self.to_logvar = nn.Linear(dims[-1], config.latent_dim)
         self.decoder = mlp([config.latent_dim, *dims[::-1]])  # latent -> ... -> 784
 
-    def encode(self, x: torch.Tensor) -> Posterior:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:
+        """q(z | x) as its mean and log-variance, each (B, latent_dim). ``y`` is ignored."""
         h = self.encoder(check_images(x))  # (B, 784) -> (B, hidden_dims[-1])
         return Posterior(mu=self.to_mu(h), logvar=self.to_logvar(h))
 
@@ -200,16 +257,21 @@ class VAE(nn.Module):
         """z = mu + sigma * eps with eps ~ N(0, I); pass ``eps`` to pin the noise."""
         return reparameterize(mu, logvar, eps)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of p(x | z), shape (B, 1, 28, 28)."""
         _check_latent(z, self.config.latent_dim)
         return _unflatten(self.decoder(z))
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None) -> VAEOutput:
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, eps)
         logits = self.decode(z)
         return VAEOutput(mu, logvar, z, logits, torch.sigmoid(logits))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0,
+             eps: torch.Tensor | None = None) -> LossParts:
+        """recon + beta * KL in nats per image; beta = 1 is the negative ELBO (Higgins et al. 2017 for beta != 1)."""
+        return _elbo_parts(self(x, y, eps=eps), x, beta)
 
     @torch.no_grad()
     def sample(
@@ -219,6 +281,13 @@ class VAE(nn.Module):
         _check_temperature(temperature)
         z = temperature * _prior_noise(n, self.config.latent_dim, generator, _device(self))
         return torch.sigmoid(self.decode(z))
+
+
+def _elbo_parts(out: VAEOutput, x: torch.Tensor, beta: float) -> LossParts:
+    # -ELBO = E_q[-log p(x | z)] + KL(q(z | x) || p(z)), one z per image (Kingma and Welling 2014, eq. 7)
+    recon = bernoulli_nll(out.logits, check_images(x).reshape(-1, *IMAGE_SHAPE)).mean()
+    kl = gaussian_kl(out.mu, out.logvar).mean()
+    return LossParts(loss=recon + beta * kl, recon=recon, kl=kl)
 
 
 def reparameterize(
@@ -245,7 +314,7 @@ def _prior_noise(
 
 
 # ----------------------------------------------------------------------------- CVAE
-class CVAE(nn.Module):
+class CVAE(LatentModel):
     """Conditional VAE: q(z | x, y), p(x | z, y), prior p(z | y) = N(0, I).
 
     The encoder always sees [x; onehot(y)]. The decoder sees the label in one of two
@@ -265,6 +334,9 @@ class CVAE(nn.Module):
     ignore the label they were given (about 55% label accuracy at latent size 8). The
     projection therefore starts from entries of std ``projection_init_std``.
     """
+
+    conditional = True
+    variational = True
 
     def __init__(self, config: CVAEConfig = CVAEConfig()):
         super().__init__()
@@ -288,12 +360,15 @@ class CVAE(nn.Module):
             nn.init.normal_(self.label_projection.weight, std=config.projection_init_std)
             self.decoder = mlp([k, *dims[::-1]])  # z + P y -> ... -> 784
 
-    def one_hot(self, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    def one_hot(self, y: torch.Tensor | None, batch_size: int | None = None) -> torch.Tensor:
         """Validated labels as float one-hot vectors on the model's device, (B, 10)."""
+        if y is None:
+            raise ValueError("a CVAE needs the digit labels y (a tensor of integers 0..9, one per image)")
         y = check_labels(y, batch_size, self.config.num_classes)
         return F.one_hot(y.to(_device(self)), self.config.num_classes).float()
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> Posterior:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:
+        """q(z | x, y) as its mean and log-variance, each (B, latent_dim)."""
         x = check_images(x)
         h = self.encoder(torch.cat([x, self.one_hot(y, x.shape[0])], dim=1))  # (B, 794) ->
         return Posterior(mu=self.to_mu(h), logvar=self.to_logvar(h))
@@ -303,7 +378,7 @@ class CVAE(nn.Module):
     ) -> torch.Tensor:
         return reparameterize(mu, logvar, eps)
 
-    def decoder_input(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def decoder_input(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """What the decoder's first layer sees: [z; y] or z + P y."""
         _check_latent(z, self.config.latent_dim)
         y_onehot = self.one_hot(y, z.shape[0])
@@ -311,17 +386,22 @@ class CVAE(nn.Module):
             return torch.cat([z, y_onehot], dim=1)  # (B, k) -> (B, k + 10)
         return z + self.label_projection(y_onehot)  # (B, k)
 
-    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of p(x | z, y), shape (B, 1, 28, 28)."""
         return _unflatten(self.decoder(self.decoder_input(z, y)))
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | None = None
+        self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None
     ) -> VAEOutput:
         mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar, eps)
         logits = self.decode(z, y)
         return VAEOutput(mu, logvar, z, logits, torch.sigmoid(logits))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0,
+             eps: torch.Tensor | None = None) -> LossParts:
+        """recon + beta * KL in nats per image: beta = 1 is the negative conditional ELBO."""
+        return _elbo_parts(self(x, y, eps=eps), x, beta)
 
     @torch.no_grad()
     def sample(
@@ -344,6 +424,10 @@ class DigitClassifier(nn.Module):
     The course uses it as a judge: ``label_accuracy`` asks it which digit a CVAE drew.
     """
 
+    conditional = False
+    variational = False
+    generative = False
+
     def __init__(self, config: ClassifierConfig = ClassifierConfig()):
         super().__init__()
         self.config = config
@@ -362,9 +446,28 @@ class DigitClassifier(nn.Module):
         x = check_images(x).reshape(-1, *IMAGE_SHAPE)
         return self.head(self.features(x))
 
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0,
+             eps: torch.Tensor | None = None) -> LossParts:
+        """Cross-entropy of the true labels, nats per image (``beta`` and ``eps`` unused)."""
+        if y is None:
+            raise ValueError("the classifier's loss needs the true digit labels y")
+        ce = F.cross_entropy(self(x), check_labels(y, len(x), NUM_CLASSES).to(x.device))
+        return LossParts(loss=ce, recon=ce, kl=torch.zeros((), device=ce.device))
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """softmax of the logits for each image, (B, 10) on the CPU; always with dropout off."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        probs = torch.cat([F.softmax(self(x[i : i + batch_size].to(device)), dim=1).cpu()
+                           for i in range(0, len(x), batch_size)])
+        self.train(was_training)
+        return probs
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """Predicted digit for each image, shape (B,); always with dropout off."""
+        """Predicted digit for each image, shape (B,) on x's device; always with dropout off."""
         was_training = self.training
         self.eval()
         labels = torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])

@@ -1,40 +1,92 @@
-"""Figures the notebooks share: image grids, training curves, latent maps.
+"""Pictures the notebooks share: image tiling and PNG encoding, image grids, training
+curves, latent maps.
 
-Every function returns the matplotlib Figure (so a notebook can save or tweak it)
-and gives each figure a title and labelled axes.
+Every figure function returns the matplotlib Figure (so a notebook can save or tweak
+it) and gives each figure a title and labelled axes. ``tile`` is the one place images
+are laid out in a mosaic, for figures (``image_grid``) and for the explorers' PNGs alike.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
 
-if TYPE_CHECKING:
-    from .training import History
+from .training import History
 
 DIGIT_COLORS = plt.get_cmap("tab10")
+SCALE = 5  # the explorers' main image: 28 px -> 140 px
+
+
+# ----------------------------------------------------------------------------- tiling and PNG
+def tile(images: np.ndarray, ncol: int, pad: int = 2, value: float = 1.0) -> np.ndarray:
+    """Digits (N, 28, 28) -> one (H, W) mosaic of the same dtype, ``ncol`` per row, gaps of ``value``."""
+    n = len(images)
+    nrow = max(1, (n + ncol - 1) // ncol)
+    out = np.full((nrow * (28 + pad) + pad, ncol * (28 + pad) + pad), value, dtype=images.dtype)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncol)
+        out[pad + r * (28 + pad) : pad + r * (28 + pad) + 28, pad + c * (28 + pad) : pad + c * (28 + pad) + 28] = img
+    return out
 
 
 def _to_numpy_images(images: torch.Tensor) -> np.ndarray:
-    """(N, 1, 28, 28) or (N, 784) tensor -> (N, 28, 28) array."""
+    """(N, 1, 28, 28) or (N, 784) tensor -> (N, 28, 28) float array in [0, 1]."""
     return images.detach().float().cpu().reshape(-1, 28, 28).clamp(0, 1).numpy()
 
 
 def image_grid(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
-    """Tile images into one (H, W) array, ``nrow`` images per row."""
-    arr = _to_numpy_images(images)
-    n = len(arr)
-    rows = (n + nrow - 1) // nrow
-    out = np.ones((rows * (28 + pad) + pad, nrow * (28 + pad) + pad))
-    for i, img in enumerate(arr):
-        r, c = divmod(i, nrow)
-        out[pad + r * (28 + pad) : pad + r * (28 + pad) + 28, pad + c * (28 + pad) : pad + c * (28 + pad) + 28] = img
-    return out
+    """Tile images into one (H, W) float array, ``nrow`` images per row, white gaps."""
+    return tile(_to_numpy_images(images).astype(np.float64), nrow, pad, value=1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 1, 28, 28) or (1, 28, 28) or (28, 28) pixels in [0, 1] -> uint8 array (N, 28, 28)."""
+    x = images.detach().reshape(-1, 28, 28).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.cpu().numpy()
+
+
+def tile_uint8(images: np.ndarray, ncol: int, pad: int = 2) -> np.ndarray:
+    """``tile`` for uint8 digits with dark grey gaps (the explorers' strips and grids)."""
+    return tile(images, ncol, pad, value=80)
+
+
+def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:
+    """A uint8 image (H, W) grey or (H, W, 3) RGB as PNG bytes, upscaled ``scale`` times
+    with nearest neighbour (so pixels stay crisp squares)."""
+    img = PILImage.fromarray(np.ascontiguousarray(pixels))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), PILImage.NEAREST)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", compress_level=1)  # fast; the images are tiny anyway
+    return buffer.getvalue()
+
+
+def digit_png(x_hat: torch.Tensor, scale: int = SCALE) -> bytes:
+    """One decoded digit (any shape with 784 pixels) as PNG bytes, ``28 * scale`` px wide."""
+    return png_bytes(to_uint8(x_hat)[0], scale)
+
+
+def label_rows(mosaic: np.ndarray, labels: Sequence[str], scale: int, margin: int = 44, pad: int = 2) -> np.ndarray:
+    """Upscale a uint8 mosaic and write one label left of each row of digits."""
+    img = PILImage.fromarray(mosaic).resize((mosaic.shape[1] * scale, mosaic.shape[0] * scale), PILImage.NEAREST)
+    canvas = PILImage.new("L", (img.width + margin, img.height), 255)
+    canvas.paste(img, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for r, text in enumerate(labels):
+        y = (pad + r * (28 + pad) + 10) * scale
+        draw.text((3, y), text, fill=0, font=font)
+    return np.asarray(canvas)
+
+
+# ----------------------------------------------------------------------------- figures
 
 
 def show_images(

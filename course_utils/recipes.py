@@ -1,15 +1,72 @@
-"""The course's named models: what each notebook trains, with the settings it uses.
+"""The course's named models and train-or-load: what each notebook trains, and how.
 
 ``course_recipe(name)`` gives the recipe for a name (cut down in fast mode);
-``python -m course_utils train all`` trains every one of them into ``checkpoints/``.
-The defaults and why they were chosen are in the README ("Course defaults").
+``train_or_load(name)`` loads a checkpoint that matches its recipe, or trains one;
+``load_classifier()`` gives the digit classifier that judges generated digits.
+``python -m course_utils train all`` trains every model. The defaults and why they
+were chosen are in the README ("Course defaults").
+
+Where checkpoints live: the shipped ones in ``checkpoints/`` are only ever read (unless
+``train`` is told ``--out checkpoints``); anything trained here goes to
+``settings.checkpoint_dir()`` (``checkpoints/trained`` or ``checkpoints/fast``, or the
+per-user cache when the course folder is read-only).
 """
 
 from __future__ import annotations
 
-from .models import AEConfig, ClassifierConfig, CVAEConfig, VAEConfig
-from .settings import is_fast_mode
-from .training import Recipe, TrainConfig
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from .checkpoints import CheckpointError, build_model, load_checkpoint, read_payload, round_to_half, save_checkpoint
+from .data import load_mnist
+from .metrics import evaluate, evaluation_data
+from .models import AEConfig, ClassifierConfig, CVAEConfig, DigitClassifier, VAEConfig
+from .settings import (
+    FAST_MAX_EPOCHS,
+    FAST_TRAIN_SIZE,
+    checkpoint_dir,
+    course_root,
+    is_fast_mode,
+    pick_device,
+    seed_everything,
+    shipped_checkpoint_dir,
+)
+from .training import History, TrainConfig, fit
+
+
+# ----------------------------------------------------------------------------- recipes
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to build and train one of the course's models."""
+
+    model_class: str  # "AutoEncoder", "VAE", "CVAE" or "DigitClassifier"
+    config: Any  # the model's config dataclass
+    train: TrainConfig
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "model_class": self.model_class,
+            "config": dataclasses.asdict(self.config),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    def build(self) -> nn.Module:
+        return build_model(self.model_class, dataclasses.asdict(self.config))
+
+    def fast(self) -> Recipe:
+        """The same recipe cut down for fast mode (CI)."""
+        train = dataclasses.replace(
+            self.train,
+            epochs=min(self.train.epochs, FAST_MAX_EPOCHS),
+            train_size=min(self.train.train_size or FAST_TRAIN_SIZE, FAST_TRAIN_SIZE),
+        )
+        return dataclasses.replace(self, train=train)
 
 HIDDEN = (512, 256)  # every MLP in the course: 784 -> 512 -> 256 -> z, mirrored back
 
@@ -109,3 +166,127 @@ def headline_metric(name: str) -> str:
         "VAE": "neg_elbo_nats",
         "CVAE": "label_accuracy",
     }[recipe.model_class]
+
+
+# ----------------------------------------------------------------------------- train or load
+class Trained(NamedTuple):
+    model: nn.Module
+    history: History
+    metrics: dict[str, Any]
+    path: Path
+    loaded: bool  # True: read from a checkpoint; False: trained just now
+
+
+def _spec_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    out = []
+    for part in ("model_class", "config", "train"):
+        a, b = saved.get(part), wanted[part]
+        if isinstance(b, dict) and isinstance(a, dict):
+            for key in sorted(set(a) | set(b)):
+                va = tuple(a[key]) if isinstance(a.get(key), list | tuple) else a.get(key)
+                vb = tuple(b[key]) if isinstance(b.get(key), list | tuple) else b.get(key)
+                if va != vb:
+                    out.append(f"{part}.{key}: saved {va!r}, wanted {vb!r}")
+        elif a != b:
+            out.append(f"{part}: saved {a!r}, wanted {b!r}")
+    return out
+
+
+def checkpoint_differences(path: Path, recipe: Recipe) -> list[str]:
+    """How the checkpoint at ``path`` differs from ``recipe`` (empty: it matches and is complete)."""
+    if not path.exists():
+        return [f"{path} does not exist"]
+    try:
+        payload = read_payload(path)
+    except CheckpointError as err:
+        return [f"unreadable ({err})"]
+    saved = {k: payload.get(k) for k in ("model_class", "config", "train")}
+    differences = _spec_differences(saved, recipe.spec())
+    if not differences and not payload.get("metrics"):
+        differences.append("incomplete (it has no test metrics: training was interrupted)")
+    return differences
+
+
+def train_or_load(
+    name: str,
+    recipe: Recipe | None = None,
+    device: torch.device | str | None = None,
+    directory: str | Path | None = None,
+    verbose: bool = True,
+) -> Trained:
+    """Load the checkpoint ``<name>.pt`` if it matches ``recipe``; else train it and save it.
+
+    ``recipe`` defaults to the course's recipe for ``name`` (``course_recipe``), cut down
+    in fast mode. Without ``directory`` it looks in ``checkpoint_dir()`` (models trained
+    here), then in the shipped ``checkpoints/``, and saves what it trains in
+    ``checkpoint_dir()``: a shipped checkpoint is never overwritten. With ``directory`` it
+    looks and saves only there. Prints which of the two it did.
+    """
+    name = canonical_name(name)
+    recipe = recipe if recipe is not None else course_recipe(name)
+    device = torch.device(device) if device is not None else pick_device()
+    say = print if verbose else (lambda *a, **k: None)
+    if directory is not None:
+        target = Path(directory) / f"{name}.pt"
+        candidates = [target]
+    else:
+        target = checkpoint_dir() / f"{name}.pt"
+        candidates = [target, shipped_checkpoint_dir() / f"{name}.pt"]
+    reasons = []
+    for path in candidates:
+        if not path.exists():
+            continue
+        differences = checkpoint_differences(path, recipe)
+        if not differences:
+            ckpt = load_checkpoint(path, recipe.model_class, device)
+            say(f"Loaded {name} from {_short(path)} (trained earlier; metrics {_fmt(ckpt.metrics)})")
+            return Trained(ckpt.model, History.from_dict(ckpt.history), ckpt.metrics, path, True)
+        reasons.append(f"{_short(path)} does not match the recipe ({'; '.join(differences[:3])})")
+    if reasons:
+        say("; ".join(reasons) + ": training a new one.")
+    say(f"Training {name} on {device} ({recipe.train.epochs} epochs"
+        f"{', ' + str(recipe.train.train_size) + ' images' if recipe.train.train_size else ''})...")
+    seed_everything(recipe.train.seed)
+    model = recipe.build().to(device)
+    train = load_mnist("train", device=device)
+    test = evaluation_data("test", device)
+    start = time.perf_counter()
+    history = fit(model, train, test, recipe.train)
+    seconds = time.perf_counter() - start
+    # Checkpoints store float16 weights: score the rounded weights, so that what the
+    # notebook shows now is exactly what the next run loads.
+    round_to_half(model)
+    classifier = load_classifier(device) if model.conditional else None
+    metrics = {**evaluate(model, data=test, classifier=classifier), "train_seconds": seconds, "device": str(device)}
+    save_checkpoint(target, model, recipe.spec()["train"], history.as_dict(), metrics, half=True)
+    say(f"Trained {name} in {seconds:.0f} s and saved it to {_short(target)}; metrics {_fmt(metrics)}")
+    return Trained(model.eval(), history, metrics, target, False)
+
+
+def load_classifier(device: torch.device | str | None = None) -> DigitClassifier:
+    """The digit classifier that judges generated digits.
+
+    It is a measuring instrument, not a lesson: every mode loads the shipped full-mode
+    checkpoint ``checkpoints/classifier.pt``. Only if that file is missing or stale is one
+    trained (the full recipe in full mode, a quick one in fast mode), into
+    ``checkpoint_dir()``, so CI never spends minutes on it.
+    """
+    full = course_recipe("classifier", fast=False)
+    shipped = shipped_checkpoint_dir() / "classifier.pt"
+    if not checkpoint_differences(shipped, full):
+        return load_checkpoint(shipped, full.model_class, device or pick_device()).model
+    recipe = course_recipe("classifier")
+    return train_or_load("classifier", recipe, device=device, verbose=False).model
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.relative_to(course_root()))
+    except ValueError:
+        return str(path)
+
+
+def _fmt(metrics: dict[str, Any]) -> str:
+    keys = ("neg_elbo_nats", "mse_per_pixel", "label_accuracy", "accuracy")
+    shown = [f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float)]
+    return ", ".join(shown) or "none"

@@ -8,12 +8,15 @@ Environment variables (all optional):
     COURSE_DEVICE  "cuda", "mps" or "cpu": use this device instead of the automatic
                    choice (for a classroom machine with a broken GPU driver).
     COURSE_ROOT    folder that holds ``data/`` and ``checkpoints/`` (Colab sets it).
+    COURSE_CACHE   writable folder for what the course writes when its own folder is
+                   read-only (default: the platform's per-user cache folder).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,13 @@ import torch
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 DEVICE_CHOICES = ("cuda", "mps", "cpu")
+
+# Fast mode (CI), stated once: every model trains on the first FAST_TRAIN_SIZE training
+# images for at most FAST_MAX_EPOCHS epochs, and is scored on the first FAST_TEST_SIZE
+# test images.
+FAST_TRAIN_SIZE = 2000
+FAST_MAX_EPOCHS = 2
+FAST_TEST_SIZE = 1000
 
 
 def is_ci() -> bool:
@@ -132,11 +142,53 @@ def course_root() -> Path:
     )
 
 
-def checkpoint_dir() -> Path:
-    """Where train-or-load keeps checkpoints.
+def split_limits() -> tuple[int | None, int | None]:
+    """(train, test) image counts a lesson uses: all of them (None) in full mode."""
+    return (FAST_TRAIN_SIZE, FAST_TEST_SIZE) if is_fast_mode() else (None, None)
 
-    Full mode uses ``checkpoints/`` (the shipped ones live there); fast mode uses
-    ``checkpoints/fast/`` so CI never overwrites a shipped checkpoint.
+
+def cache_dir() -> Path:
+    """The per-user folder the course writes to when its own folder is read-only.
+
+    ``COURSE_CACHE`` when set; otherwise the platform's usual cache folder:
+    ``%LOCALAPPDATA%`` on Windows, ``~/Library/Caches`` on macOS, ``$XDG_CACHE_HOME``
+    (default ``~/.cache``) elsewhere, each with ``ae-to-cvae-course`` inside.
     """
-    base = course_root() / "checkpoints"
-    return base / "fast" if is_fast_mode() else base
+    env = os.environ.get("COURSE_CACHE", "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ae-to-cvae-course"
+
+
+def is_writable(folder: Path) -> bool:
+    """True when files can be created in ``folder`` (or in the nearest folder above it that exists)."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def work_dir() -> Path:
+    """Where the course writes what it makes: its own folder when writable, else ``cache_dir()``."""
+    root = course_root()
+    return root if is_writable(root) else cache_dir()
+
+
+def shipped_checkpoint_dir() -> Path:
+    """``checkpoints/`` of the course: the shipped, full-mode checkpoints. Only read, unless asked."""
+    return course_root() / "checkpoints"
+
+
+def checkpoint_dir() -> Path:
+    """Where train-or-load writes the checkpoints it trains.
+
+    Never the shipped folder: ``checkpoints/fast/`` in fast mode and ``checkpoints/trained/``
+    in full mode, inside ``work_dir()`` (the course folder, or the cache when it is read-only).
+    """
+    return work_dir() / "checkpoints" / ("fast" if is_fast_mode() else "trained")

@@ -23,7 +23,7 @@ SHIPPED_MNIST = REPO / "data" / "mnist"
 VENV_PYTHON = Path(sys.executable)  # the interpreter running the tests (.venv/bin/python)
 
 # Variables that change what course_utils does; each test starts without them.
-COURSE_VARIABLES = ("COURSE_DEVICE", "COURSE_ROOT", "COURSE_FAST", "CI", "COURSE_SOLUTIONS")
+COURSE_VARIABLES = ("COURSE_DEVICE", "COURSE_ROOT", "COURSE_FAST", "CI", "COURSE_SOLUTIONS", "COURSE_CACHE")
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import torchvision
 import course_utils as cu
 from course_utils import data as course_data
 
-# From /work/shared/data/mnist/README.md (the facts a loader can check).
+# Label counts of the official MNIST files (LeCun, Cortes and Burges; the bytes torchvision downloads).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 FILES = list(course_data.MNIST_SHA256)

@@ -104,11 +104,11 @@ def test_gaussian_nll_matches_torch_distributions(x_batch):
         torch.testing.assert_close(cu.gaussian_nll(x_hat, x_batch, sigma), expected, rtol=1e-5, atol=1e-3)
 
 
-# ----------------------------------------------------------------------------- model_loss
+# ----------------------------------------------------------------------------- model.loss
 def test_model_loss_is_the_negative_elbo_for_a_vae(x_batch):
     model = small_vae()
     torch.manual_seed(3)
-    parts = cu.model_loss(model, x_batch, None)
+    parts = model.loss(x_batch, None)
     torch.manual_seed(3)
     mu, logvar = model.encode(x_batch)
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -126,7 +126,7 @@ def test_model_loss_beta_weights_only_the_kl(x_batch, y_batch, model_maker):
     results = {}
     for beta in (0.0, 0.5, 1.0, 4.0):
         torch.manual_seed(7)  # the same reparameterization noise for every beta
-        results[beta] = cu.model_loss(model, x_batch, y_batch, beta=beta)
+        results[beta] = model.loss(x_batch, y_batch, beta=beta)
     base = results[1.0]
     assert float(base.kl.detach()) > 0
     for beta, parts in results.items():
@@ -141,7 +141,7 @@ def test_model_loss_beta_changes_the_gradient(x_batch):
     for beta in (0.0, 4.0):
         model = small_vae()
         torch.manual_seed(7)
-        cu.model_loss(model, x_batch, None, beta=beta).loss.backward()
+        model.loss(x_batch, None, beta=beta).loss.backward()
         grads[beta] = model.to_logvar.weight.grad.clone()
     assert not torch.allclose(grads[0.0], grads[4.0])
 
@@ -149,16 +149,24 @@ def test_model_loss_beta_changes_the_gradient(x_batch):
 def test_model_loss_for_the_autoencoder_is_mse(x_batch):
     model = small_ae()
     for beta in (0.0, 1.0, 4.0):
-        parts = cu.model_loss(model, x_batch, None, beta=beta)
+        parts = model.loss(x_batch, None, beta=beta)
         expected = F.mse_loss(model(x_batch).x_hat, x_batch)
         torch.testing.assert_close(parts.loss, expected)
         torch.testing.assert_close(parts.recon, expected)
         assert float(parts.kl) == 0.0
 
 
-def test_model_loss_rejects_the_classifier(x_batch, y_batch):
-    with pytest.raises(TypeError, match="AutoEncoder, VAE or CVAE"):
-        cu.model_loss(small_classifier(), x_batch, y_batch)
+def test_the_classifier_loss_is_cross_entropy_and_needs_labels(x_batch, y_batch):
+    classifier = small_classifier()
+    parts = classifier.loss(x_batch, y_batch)
+    torch.testing.assert_close(parts.loss, F.cross_entropy(classifier(x_batch), y_batch))
+    with pytest.raises(ValueError, match="labels"):
+        classifier.loss(x_batch, None)
+
+
+def test_a_cvae_loss_without_labels_says_so(x_batch):
+    with pytest.raises(ValueError, match="needs the digit labels"):
+        small_cvae("concat").loss(x_batch, None)
 
 
 # ----------------------------------------------------------------------------- IWAE

@@ -183,13 +183,25 @@ def test_course_root_without_data_raises(tmp_path, monkeypatch):
         cu.course_root()
 
 
-def test_checkpoint_dir_depends_on_mode(tmp_path, monkeypatch):
+def test_checkpoint_dir_depends_on_mode_and_is_never_the_shipped_folder(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("COURSE_ROOT", str(tmp_path))
     monkeypatch.setenv("COURSE_FAST", "0")
-    assert cu.checkpoint_dir() == tmp_path.resolve() / "checkpoints"
+    assert cu.checkpoint_dir() == tmp_path.resolve() / "checkpoints" / "trained"
+    assert cu.shipped_checkpoint_dir() == tmp_path.resolve() / "checkpoints"
     monkeypatch.setenv("COURSE_FAST", "1")
     assert cu.checkpoint_dir() == tmp_path.resolve() / "checkpoints" / "fast"
+
+
+def test_a_read_only_course_writes_into_the_cache(tmp_path, monkeypatch):
+    from course_utils import settings
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("COURSE_ROOT", str(tmp_path))
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(settings, "is_writable", lambda folder: False)
+    assert cu.checkpoint_dir() == (tmp_path / "cache").resolve() / "checkpoints" / "trained"
+    assert cu.shipped_checkpoint_dir() == tmp_path.resolve() / "checkpoints"
 
 
 def test_device_choices_constant():

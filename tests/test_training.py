@@ -11,7 +11,7 @@ import torch
 from conftest import small_ae, small_classifier, small_cvae, small_vae
 
 import course_utils as cu
-from course_utils import training
+from course_utils import settings
 
 SMALL = cu.TrainConfig(epochs=2, batch_size=64, seed=3)
 LOSS_FIELDS = ("epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl")
@@ -76,9 +76,25 @@ def test_fit_trains_even_inside_no_grad(train_small):
     assert not torch.equal(before, model.to_mu.weight)
 
 
-def test_fit_with_cosine_schedule_runs(train_small):
+def test_fit_follows_the_cosine_schedule(train_small, monkeypatch):
+    """cosine_lr must change the learning rate of every step: from lr at the start to 0 at the end."""
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
     history = _fit(small_vae(), train_small, None, dataclasses.replace(SMALL, cosine_lr=True))
     assert all(math.isfinite(v) for v in history.train_loss)
+    steps = len(seen)
+    assert seen[0] == pytest.approx(SMALL.lr)
+    assert seen[steps // 2] == pytest.approx(SMALL.lr / 2, rel=0.1)  # halfway down the cosine
+    assert seen[-1] < 0.01 * SMALL.lr
+    seen.clear()
+    _fit(small_vae(), train_small, None, SMALL)
+    assert set(seen) == {SMALL.lr}  # without the schedule the rate never moves
 
 
 def test_nan_input_raises_training_diverged_naming_epoch_and_batch(train_small):
@@ -161,7 +177,7 @@ def test_evaluate_autoencoder_and_classifier(test_small):
 def test_evaluate_loads_the_test_split_in_fast_mode(monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")
     metrics = cu.evaluate(small_ae())
-    data = cu.load_mnist("test", limit=training.FAST_TEST_SIZE)
+    data = cu.load_mnist("test", limit=settings.FAST_TEST_SIZE)
     assert metrics == cu.evaluate(small_ae(), data=data)
 
 
@@ -208,7 +224,7 @@ def test_train_or_load_trains_then_loads_then_retrains(tmp_path, monkeypatch, ca
     for (name, a), (_, b) in pairs:
         assert torch.equal(a, b), name  # what was shown after training is what loads
     eps = torch.zeros(8, 2)
-    assert torch.equal(trained.model(test_small.x[:8], eps).x_hat, loaded.model(test_small.x[:8], eps).x_hat)
+    assert torch.equal(trained.model(test_small.x[:8], eps=eps).x_hat, loaded.model(test_small.x[:8], eps=eps).x_hat)
 
     changed = cu.train_or_load("tiny", _recipe(seed=1), device="cpu", directory=tmp_path)
     assert changed.loaded is False
@@ -246,14 +262,14 @@ def test_course_recipes_are_complete_and_cut_down_in_fast_mode():
     for name in names:
         full, fast = cu.course_recipe(name, fast=False), cu.course_recipe(name, fast=True)
         assert fast.config == full.config
-        assert fast.train.epochs <= training.FAST_MAX_EPOCHS
-        assert fast.train.train_size <= training.FAST_TRAIN_SIZE
+        assert fast.train.epochs <= settings.FAST_MAX_EPOCHS
+        assert fast.train.train_size <= settings.FAST_TRAIN_SIZE
         assert fast.train.seed == full.train.seed and fast.train.beta == full.train.beta
 
 
 def test_course_recipe_follows_the_mode(monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")
-    assert cu.course_recipe("vae").train.train_size == training.FAST_TRAIN_SIZE
+    assert cu.course_recipe("vae").train.train_size == settings.FAST_TRAIN_SIZE
     monkeypatch.setenv("COURSE_FAST", "0")
     assert cu.course_recipe("vae").train.train_size is None
 
@@ -261,3 +277,41 @@ def test_course_recipe_follows_the_mode(monkeypatch):
 def test_unknown_recipe_lists_the_names():
     with pytest.raises(KeyError, match="cvae-concat"):
         cu.course_recipe("vae-3d")
+
+
+def _fake_course(tmp_path, monkeypatch):
+    """A course root with the shipped data and an empty shipped checkpoints/ folder."""
+    from conftest import copy_course_root
+
+    root = copy_course_root(tmp_path / "course")
+    (root / "checkpoints").mkdir()
+    monkeypatch.setenv("COURSE_ROOT", str(root))
+    return root
+
+
+def test_a_retrain_never_overwrites_a_shipped_checkpoint(tmp_path, monkeypatch, capsys):
+    """A shipped checkpoint that does not match the recipe stays as it was; the new one goes elsewhere."""
+    root = _fake_course(tmp_path, monkeypatch)
+    monkeypatch.setenv("COURSE_FAST", "0")
+    shipped = root / "checkpoints" / "tiny.pt"
+    recipe = dataclasses.replace(_recipe(), train=dataclasses.replace(_recipe().train, train_size=256))
+    first = cu.train_or_load("tiny", recipe, device="cpu", directory=root / "checkpoints")  # "shipped"
+    before = shipped.read_bytes()
+    other = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, seed=5))
+    retrained = cu.train_or_load("tiny", other, device="cpu")
+    assert shipped.read_bytes() == before
+    assert retrained.path == root / "checkpoints" / "trained" / "tiny.pt"
+    assert "does not match the recipe" in capsys.readouterr().out
+    # the shipped one still loads for its own recipe, and the retrained one for its recipe
+    assert cu.train_or_load("tiny", recipe, device="cpu").path == shipped
+    assert cu.train_or_load("tiny", other, device="cpu").loaded is True
+    assert first.loaded is False
+
+
+def test_a_checkpoint_without_metrics_counts_as_incomplete(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    trained = cu.train_or_load("tiny", _recipe(), device="cpu", directory=tmp_path)
+    cu.save_checkpoint(trained.path, trained.model, _recipe().spec()["train"], trained.history.as_dict(), {})
+    again = cu.train_or_load("tiny", _recipe(), device="cpu", directory=tmp_path)
+    assert again.loaded is False and again.metrics
+    assert "incomplete" in capsys.readouterr().out

@@ -13,10 +13,13 @@ from pathlib import Path
 import ipywidgets
 import pytest
 import torch
+from explorer_drivers import other_value, redraws
 from PIL import Image
 
 import course_utils as cu
-from course_utils import widgets
+from course_utils import explorers, latent
+from course_utils.lessons import nb04_traversal as nb04
+from course_utils.plotting import digit_png
 
 HIDDEN = (64, 32)
 
@@ -27,7 +30,7 @@ def test_split() -> cu.MNISTSplit:
 
 
 @pytest.fixture(scope="module")
-def models(test_split) -> dict[str, widgets.ExplorerModel]:
+def models(test_split) -> dict[str, latent.ExplorerModel]:
     torch.manual_seed(0)
     built = {
         "AE": cu.AutoEncoder(cu.AEConfig(latent_dim=6, hidden_dims=HIDDEN)),
@@ -35,13 +38,13 @@ def models(test_split) -> dict[str, widgets.ExplorerModel]:
         "CVAE (concat)": cu.CVAE(cu.CVAEConfig(latent_dim=4, hidden_dims=HIDDEN, conditioning="concat")),
         "CVAE (project)": cu.CVAE(cu.CVAEConfig(latent_dim=4, hidden_dims=HIDDEN, conditioning="project")),
     }
-    return {label: widgets.prepare_model(label, label.lower(), m, test_split) for label, m in built.items()}
+    return {label: latent.prepare_model(label, label.lower(), m, test_split) for label, m in built.items()}
 
 
 @pytest.fixture(scope="module")
-def plane_model(test_split) -> widgets.ExplorerModel:
+def plane_model(test_split) -> latent.ExplorerModel:
     torch.manual_seed(1)
-    return widgets.prepare_model("VAE (2-D)", "vae-2d", cu.VAE(cu.VAEConfig(latent_dim=2, hidden_dims=HIDDEN)),
+    return latent.prepare_model("VAE (2-D)", "vae-2d", cu.VAE(cu.VAEConfig(latent_dim=2, hidden_dims=HIDDEN)),
                                  test_split)
 
 
@@ -51,14 +54,14 @@ def _size(png: bytes) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- helpers
 def test_png_bytes_is_a_scaled_png():
-    png = widgets.digit_png(torch.rand(1, 1, 28, 28), scale=5)
+    png = digit_png(torch.rand(1, 1, 28, 28), scale=5)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert _size(png) == (140, 140)
 
 
 def test_prepare_model_ranks_by_kl(models, test_split):
     vae = models["VAE"]
-    kl = widgets.dimension_kl(vae.model, test_split)
+    kl = cu.metrics.kl_per_dimension(vae.model, test_split.x, test_split.y)
     assert torch.allclose(kl, vae.activity)
     assert vae.order == torch.argsort(kl, descending=True).tolist()
     post = vae.model.encode(test_split.x)
@@ -71,13 +74,13 @@ def test_slerp_and_lerp():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(16, generator=g), torch.randn(16, generator=g)
     t = torch.linspace(0, 1, 7)
-    s = widgets.slerp(a, b, t)
+    s = latent.slerp(a, b, t)
     assert torch.allclose(s[0], a, atol=1e-5) and torch.allclose(s[-1], b, atol=1e-5)
     expected_norm = (1 - t) * a.norm() + t * b.norm()
     assert torch.allclose(s.norm(dim=1), expected_norm, atol=1e-4)
-    assert torch.allclose(widgets.lerp(a, b, 0.25)[0], 0.75 * a + 0.25 * b)
-    same = widgets.slerp(a, 2 * a, t)  # parallel: falls back to the straight line
-    assert torch.allclose(same, widgets.lerp(a, 2 * a, t), atol=1e-5)
+    assert torch.allclose(latent.lerp(a, b, 0.25)[0], 0.75 * a + 0.25 * b)
+    same = latent.slerp(a, 2 * a, t)  # parallel: falls back to the straight line
+    assert torch.allclose(same, latent.lerp(a, 2 * a, t), atol=1e-5)
 
 
 def test_slant_sign():
@@ -87,33 +90,33 @@ def test_slant_sign():
             img[0, 0, row, 14 + direction * (14 - row) // 2] = 1.0  # row 4 is the top
         return img
 
-    assert widgets.slant(bar(+1)).item() > 0.4  # "/" leans right
-    assert widgets.slant(bar(-1)).item() < -0.4  # "\" leans left
-    assert abs(widgets.slant(bar(0)).item()) < 1e-6
+    assert nb04.slant(bar(+1)).item() > 0.4  # "/" leans right
+    assert nb04.slant(bar(-1)).item() < -0.4  # "\" leans left
+    assert abs(nb04.slant(bar(0)).item()) < 1e-6
 
 
 # ----------------------------------------------------------------------------- explorers
 def test_latent_explorer_every_control_redraws(models, test_split):
-    e = widgets.LatentExplorer(models, test_split, shown=3)
+    e = explorers.LatentExplorer(models, test_split, shown=3)
     for i, (label, m) in enumerate(models.items()):
         e.model.value = label
         assert len(e.slider_box.children) == min(3, m.latent_dim)
         assert e.digit.layout.display == ("" if m.conditional else "none")
         for slider in e.visible_sliders:
-            assert widgets.redraws(e.image, slider), f"{label}: {slider.description}"
+            assert redraws(e.image, slider), f"{label}: {slider.description}"
         for control in (e.random, e.encode):
-            assert widgets.redraws(e.image, control), f"{label}: {control.description}"
+            assert redraws(e.image, control), f"{label}: {control.description}"
         if m.conditional:
-            assert widgets.redraws(e.image, e.digit)
+            assert redraws(e.image, e.digit)
         e.index.value = 5 + i
-        assert widgets.redraws(e.original, e.encode)  # the encoded test digit is shown
+        assert redraws(e.original, e.encode)  # the encoded test digit is shown
         assert int(e.digit.value) == int(test_split.y[5 + i]) or not m.conditional
         e.shown.value = m.latent_dim
         assert len(e.slider_box.children) == m.latent_dim
 
 
 def test_latent_explorer_code_follows_sliders(models, test_split):
-    e = widgets.LatentExplorer(models, test_split)
+    e = explorers.LatentExplorer(models, test_split)
     e.model.value = "VAE"
     d = models["VAE"].order[0]
     e.slider(d).value = 1.25
@@ -122,29 +125,29 @@ def test_latent_explorer_code_follows_sliders(models, test_split):
     e.encode.click()
     code = models["VAE"].encode(test_split.x[3:4])[0]
     assert torch.allclose(e.z[0], code)
-    expected = widgets.digit_png(models["VAE"].decode(code[None]))
+    expected = digit_png(models["VAE"].decode(code[None]))
     assert e.image.value == expected
 
 
 def test_traversal_explorer_every_control_redraws(models, test_split):
-    e = widgets.TraversalExplorer(models, test_split)
+    e = explorers.TraversalExplorer(models, test_split)
     for label, m in models.items():
         e.model.value = label
         controls = [e.dim, e.span, e.steps, e.base] + ([e.digit] if m.conditional else [])
         for control in controls:
-            assert widgets.redraws(e.image, control), f"{label}: {control.description}"
+            assert redraws(e.image, control), f"{label}: {control.description}"
         e.base.value = "prior mean"
-        assert widgets.redraws(e.image, e.index), f"{label}: test #"
+        assert redraws(e.image, e.index), f"{label}: test #"
         assert e.base.value == "test digit"  # choosing a test digit holds the others at its code
         for control in (e.rows, e.span, e.steps):
-            assert widgets.redraws(e.grid, control), f"{label}: grid, {control.description}"
+            assert redraws(e.grid, control), f"{label}: grid, {control.description}"
     e.reset("VAE")
-    assert e.model.value == "VAE" and e.span.value == widgets.SLIDER_SPAN and e.base.value == "prior mean"
+    assert e.model.value == "VAE" and e.span.value == latent.SLIDER_SPAN and e.base.value == "prior mean"
 
 
 def test_traversal_row_varies_one_dimension(models):
     m = models["VAE"]
-    images = widgets.traverse(m, [m.order[0]], span=2, steps=5)
+    images = latent.traverse(m, [m.order[0]], span=2, steps=5)
     assert images.shape == (5, 1, 28, 28)
     z = torch.zeros(5, m.latent_dim)
     z[:, m.order[0]] = torch.linspace(-2, 2, 5)
@@ -152,22 +155,22 @@ def test_traversal_row_varies_one_dimension(models):
 
 
 def test_interpolation_explorer_every_control_redraws(models, test_split):
-    e = widgets.InterpolationExplorer([models["AE"], models["VAE"]], test_split, 0, 1)
+    e = explorers.InterpolationExplorer([models["AE"], models["VAE"]], test_split, 0, 1)
     for control in (e.path, e.index_a, e.index_b, e.t):
         before = [img.value for img in e.images]
-        control.value = widgets.other_value(control)
+        control.value = other_value(control)
         assert all(img.value != old for img, old in zip(e.images, before, strict=True)), control.description
     for control in (e.path, e.index_a):
-        assert all(widgets.redraws(strip, control) for strip in e.strips[:1]), control.description
+        assert all(redraws(strip, control) for strip in e.strips[:1]), control.description
     with pytest.raises(ValueError):
-        widgets.InterpolationExplorer([models["CVAE (concat)"]], test_split)
+        explorers.InterpolationExplorer([models["CVAE (concat)"]], test_split)
 
 
 def test_plane_explorer_moves_the_marker(plane_model):
-    e = widgets.PlaneExplorer(plane_model)
+    e = explorers.PlaneExplorer(plane_model)
     for control in (e.z1, e.z2):
-        assert widgets.redraws(e.image, control)
-        assert widgets.redraws(e.scatter, control)
+        assert redraws(e.image, control)
+        assert redraws(e.scatter, control)
     left, right = e.plane.to_pixel(-1.0, 0.0), e.plane.to_pixel(1.0, 0.0)
     low, high = e.plane.to_pixel(0.0, -1.0), e.plane.to_pixel(0.0, 1.0)
     assert right[0] > left[0] and high[1] < low[1]  # z1 to the right, z2 upwards
@@ -175,7 +178,7 @@ def test_plane_explorer_moves_the_marker(plane_model):
 
 
 def test_a_raising_callback_fails_loudly(models, test_split, monkeypatch):
-    e = widgets.LatentExplorer(models, test_split)
+    e = explorers.LatentExplorer(models, test_split)
     e.model.value = "VAE"
 
     def broken(*args, **kwargs):
@@ -183,25 +186,27 @@ def test_a_raising_callback_fails_loudly(models, test_split, monkeypatch):
 
     monkeypatch.setattr(models["VAE"], "decode", broken)
     with pytest.raises(RuntimeError, match="exploded"):
-        e.visible_sliders[0].value = widgets.other_value(e.visible_sliders[0])
+        e.visible_sliders[0].value = other_value(e.visible_sliders[0])
 
 
-def test_every_explorer_can_be_timed(models, test_split, plane_model):
-    explorers = {
-        "latent": widgets.LatentExplorer(models, test_split),
-        "traversal": widgets.TraversalExplorer(models, test_split),
-        "interpolation": widgets.InterpolationExplorer([models["AE"], models["VAE"]], test_split),
-        "plane": widgets.PlaneExplorer(plane_model),
-    }
-    timings = widgets.time_explorers(explorers, n=30)
-    table = widgets.timing_table(timings)
-    assert all(t.n >= 25 for t in timings), table
-    assert all(0 < t.cpu_median_ms and t.median_ms <= t.p95_ms for t in timings), table
-    # How fast is a benchmark figure (benchmarks/bench_widgets.py, quoted in the README), not a test.
+@pytest.mark.parametrize("label", ["CVAE (concat)", "CVAE (project)"])
+def test_traversal_digit_picker_works_with_others_at_a_test_digit(models, test_split, label):
+    """With "others = test digit", the picker must still choose the digit drawn (it used the test label)."""
+    e = explorers.TraversalExplorer(models, test_split)
+    e.model.value = label
+    e.base.value = "test digit"
+    own = int(test_split.y[int(e.index.value)])
+    e.digit.value = own
+    _, y = e.base_code()
+    assert int(y[0]) == own
+    other = (own + 3) % 10
+    assert redraws(e.image, e.digit, other), "the digit picker did not change the row"
+    _, y = e.base_code()
+    assert int(y[0]) == other
 
 
 def test_displays_as_one_container(models, test_split):
-    e = widgets.LatentExplorer(models, test_split)
+    e = explorers.LatentExplorer(models, test_split)
     assert isinstance(e.widget, ipywidgets.Box)
     assert hasattr(e, "_ipython_display_")
 
@@ -214,7 +219,7 @@ IPYWIDGETS_7_AND_8 = {
 
 
 def test_only_widgets_shared_by_ipywidgets_7_and_8():
-    source = Path(widgets.__file__).read_text()
+    source = Path(explorers.__file__).read_text()
     used = set(re.findall(r"\bw\.([A-Z]\w*)", source))
     assert used <= IPYWIDGETS_7_AND_8, f"not checked against ipywidgets 7.7: {used - IPYWIDGETS_7_AND_8}"
     assert "description_allow_html" not in source and "tooltip=" not in source
@@ -224,13 +229,13 @@ def test_only_widgets_shared_by_ipywidgets_7_and_8():
 def test_course_models_fast_mode(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_FAST", "1")
     test = cu.load_mnist("test", limit=500)
-    models = widgets.course_models(torch.device("cpu"), {"AE": widgets.AE_NAME, "VAE": "vae"}, test=test,
+    models = nb04.course_models(torch.device("cpu"), {"AE": nb04.AE_NAME, "VAE": "vae"}, test=test,
                                    directory=tmp_path)  # trains tiny models here, never in checkpoints/
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [f"{widgets.AE_NAME}.pt", "vae.pt"]
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [f"{nb04.AE_NAME}.pt", "vae.pt"]
     assert models["AE"].latent_dim == models["VAE"].latent_dim
-    assert "VAE" in widgets.activity_table(models)
-    e = widgets.LatentExplorer(models, test)
-    assert widgets.redraws(e.image, e.encode)
+    assert "VAE" in nb04.activity_table(models)
+    e = explorers.LatentExplorer(models, test)
+    assert redraws(e.image, e.encode)
 
 
 def test_exercise_checks():

@@ -4,98 +4,15 @@ In a notebook::
 
     from course_utils import solutions
     answer = ...                                # the student's work
-    solutions.check("01.compression-ratio", answer)
-    # solutions.reveal("01.compression-ratio")  # prints a worked solution
+    solutions.check("01.byte-ratio", answer)
+    # solutions.reveal("01.byte-ratio")         # prints a worked solution
 
-``check`` prints a verdict and never stops "Run all" in class. An answer left as
-``...`` (Ellipsis) or ``None`` counts as not attempted. With ``COURSE_SOLUTIONS=1``
-(set by ``bash course.sh test``, so CI runs with the solutions filled in) an
-unattempted exercise is answered with the solution, which must pass its own check,
-and a wrong answer raises, so a broken check or solution fails the run.
+The registry and ``check`` / ``reveal`` are in ``registry``; each notebook's exercises
+in ``nb01`` ... ``nb04`` (importing them registers them). A revealed solution is
+printed as written, so each solver imports what it uses, as a student's cell would.
 """
 
-from __future__ import annotations
+from . import nb01, nb02, nb03, nb04  # noqa: F401  (importing registers the exercises)
+from .registry import Exercise, check, exercise, get, keys, reveal, solutions_filled_in, unanswered
 
-import inspect
-import os
-import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-_REGISTRY: dict[str, Exercise] = {}
-
-
-@dataclass(frozen=True)
-class Exercise:
-    key: str  # "<notebook>.<name>", for example "01.compression-ratio"
-    checker: Callable[[Any], tuple[bool, str]]  # answer -> (correct?, feedback)
-    solver: Callable[[], Any]  # returns a correct answer
-    explanation: str = ""  # shown with the solution
-
-
-def exercise(key: str, checker: Callable[[Any], tuple[bool, str]], explanation: str = ""):
-    """Register the decorated function as the solution of exercise ``key``."""
-
-    def register(solver: Callable[[], Any]) -> Callable[[], Any]:
-        _REGISTRY[key] = Exercise(key, checker, solver, explanation)
-        return solver
-
-    return register
-
-
-def _load_all() -> None:
-    from . import nb01, nb02, nb03, nb04  # noqa: F401  (importing registers them)
-
-
-def get(key: str) -> Exercise:
-    _load_all()
-    if key not in _REGISTRY:
-        raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[key]
-
-
-def keys() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def solutions_filled_in() -> bool:
-    return os.environ.get("COURSE_SOLUTIONS", "").strip().lower() in {"1", "true", "yes"}
-
-
-def unanswered(answer: Any) -> bool:
-    return answer is None or answer is Ellipsis
-
-
-def check(key: str, answer: Any) -> bool:
-    """Check a student's answer to exercise ``key``; print what was right or wrong."""
-    ex = get(key)
-    if unanswered(answer):
-        if not solutions_filled_in():
-            print(f"[{key}] not answered yet. Write your answer above, or run "
-                  f"solutions.reveal({key!r}) to see one.")
-            return False
-        answer = ex.solver()
-        print(f"[{key}] (COURSE_SOLUTIONS=1: checking the course's own solution)")
-    try:
-        correct, feedback = ex.checker(answer)
-    except Exception as err:  # a student's answer may fail in any way
-        correct, feedback = False, f"checking the answer raised {type(err).__name__}: {err}"
-    print(f"[{key}] {'correct' if correct else 'not yet'}: {feedback}")
-    if not correct and solutions_filled_in():
-        raise AssertionError(f"exercise {key}: {feedback}")
-    return correct
-
-
-def reveal(key: str) -> Any:
-    """Print the worked solution of exercise ``key`` and return its answer."""
-    ex = get(key)
-    lines = textwrap.dedent(inspect.getsource(ex.solver)).splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("def "))  # skip the decorator
-    body = "\n".join(lines[start:])
-    print(f"Solution of {key}:\n")
-    if ex.explanation:
-        print(textwrap.fill(ex.explanation, 88) + "\n")
-    print(body)
-    return ex.solver()
+__all__ = ["Exercise", "check", "exercise", "get", "keys", "reveal", "solutions_filled_in", "unanswered"]

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import exercise
+from ..lessons.nb01_compression import (
+    byte_ratio,
+    code_confusion_of,
+    compression_ratio,
+    confused_pairs,
+    lesson_data,
+    lesson_pca,
+    pca_components_to_match,
+)
+from ..metrics import evaluate
+from ..recipes import course_recipe, train_or_load
+from .registry import exercise
 
 # ----------------------------------------------------------------------------- 01.byte-ratio
 BYTE_RATIO_LATENT = 12  # the code size the exercise asks about (not one of the course's models)
 
 
 def _check_byte_ratio(answer: Any) -> tuple[bool, str]:
-    from ..compression import byte_ratio, compression_ratio
 
     value = float(answer)
     right = byte_ratio(BYTE_RATIO_LATENT)
@@ -40,8 +50,6 @@ def byte_ratio_solution() -> float:
 
 # ----------------------------------------------------------------------------- 01.confused-pair
 def _course_confusion():
-    from ..compression import code_confusion_of, lesson_data
-    from ..training import train_or_load
 
     model = train_or_load("ae-2", verbose=False).model
     return code_confusion_of(model, lesson_data(next(model.parameters()).device))
@@ -55,7 +63,6 @@ def _as_pair(answer: Any) -> tuple[int, int]:
 
 
 def _check_confused_pair(answer: Any) -> tuple[bool, str]:
-    from ..compression import confused_pairs
 
     pair = _as_pair(answer)
     ranking = confused_pairs(_course_confusion())
@@ -75,7 +82,7 @@ CONFUSED_PAIR_EXPLANATION = ("Encode training and test images with ae-2, let the
 @exercise("01.confused-pair", _check_confused_pair, CONFUSED_PAIR_EXPLANATION)
 def confused_pair_solution() -> tuple[int, int]:
     import course_utils as cu
-    from course_utils import compression as cc
+    from course_utils.lessons import nb01_compression as cc
 
     ae2 = cu.train_or_load("ae-2", verbose=False).model
     data = cc.lesson_data(next(ae2.parameters()).device)
@@ -89,8 +96,6 @@ MATCH_MODEL = "ae-8"  # the autoencoder whose test MSE PCA must match
 
 
 def _pca_needed() -> tuple[int, float]:
-    from ..compression import lesson_data, lesson_pca, pca_components_to_match
-    from ..training import evaluate, train_or_load
 
     model = train_or_load(MATCH_MODEL, verbose=False).model
     test = lesson_data(next(model.parameters()).device).test
@@ -99,7 +104,6 @@ def _pca_needed() -> tuple[int, float]:
 
 
 def _latent(name: str) -> int:
-    from ..recipes import course_recipe
 
     return course_recipe(name).config.latent_dim
 
@@ -126,7 +130,7 @@ def pca_match_solution() -> int:
     import torch
 
     import course_utils as cu
-    from course_utils import compression as cc
+    from course_utils.lessons import nb01_compression as cc
 
     ae8 = cu.train_or_load("ae-8", verbose=False).model
     data = cc.lesson_data(next(ae8.parameters()).device)

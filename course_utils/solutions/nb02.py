@@ -15,7 +15,7 @@ import torch
 
 from ..losses import bernoulli_nll, gaussian_kl
 from ..models import reparameterize
-from . import exercise
+from .registry import exercise
 
 
 def _random_posteriors(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

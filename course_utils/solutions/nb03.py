@@ -7,7 +7,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import exercise
+from ..lessons.nb03_conditioning import label_effect, matrix_rank, parameter_counts
+from ..models import CVAE, CVAEConfig
+from ..recipes import HIDDEN
+from .registry import exercise
 
 # ----------------------------------------------------------------------------- 03.identity-fresh-layer
 # The set-up the notebook's exercise cell shows: a fresh layer that reads [z; onehot(y)].
@@ -68,9 +71,6 @@ PARAMETER_QUESTION_LATENT = 300  # "which variant has more parameters at this la
 
 
 def _cvae_total(k: int, conditioning: str) -> int:
-    from ..conditioning import parameter_counts
-    from ..models import CVAE, CVAEConfig
-    from ..recipes import HIDDEN
 
     return parameter_counts(CVAE(CVAEConfig(latent_dim=k, hidden_dims=HIDDEN, conditioning=conditioning))).total
 
@@ -103,7 +103,6 @@ PARAMETERS_EXPLANATION = (
 
 @exercise("03.more-parameters", _check_more_parameters, PARAMETERS_EXPLANATION)
 def _solve_more_parameters() -> dict[str, Any]:
-    from ..recipes import HIDDEN
 
     h = HIDDEN[-1]  # the decoder's first layer has h outputs: W_y is h x 10, P is k x 10
     return {"equal_at": h, "more_at_300": "project" if 300 > h else "concat"}
@@ -114,9 +113,6 @@ RANK_QUESTION_LATENT = 2
 
 
 def _label_ranks(k: int) -> dict[str, int]:
-    from ..conditioning import label_effect, matrix_rank
-    from ..models import CVAE, CVAEConfig
-    from ..recipes import HIDDEN
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

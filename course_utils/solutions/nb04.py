@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..recipes import VAE_LATENT
-from . import exercise
+from ..data import load_mnist
+from ..latent import prepare_model
+from ..lessons.nb04_traversal import slant_effect
+from ..recipes import VAE_LATENT, train_or_load
+from .registry import exercise
 
 # ----------------------------------------------------------------------------- 04.slant-dimension
 SLANT_MODEL = "vae"  # the model whose slant dimension the exercise asks for
@@ -13,9 +16,6 @@ SLANT_SHARE = 0.4  # a dimension whose effect is at least this share of the stro
 
 
 def _slant_effect():
-    from ..data import load_mnist
-    from ..training import train_or_load
-    from ..widgets import prepare_model, slant_effect
 
     test = load_mnist("test")
     model = train_or_load(SLANT_MODEL, verbose=False).model

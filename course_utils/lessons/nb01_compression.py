@@ -31,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS, MNISTSplit, load_mnist
-from .plotting import image_grid
-from .settings import is_fast_mode
-from .training import FAST_TEST_SIZE, FAST_TRAIN_SIZE, psnr_db
+from ..data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS, MNISTSplit, load_mnist
+from ..metrics import PathReading, Readability, codes, decode_images, psnr_db, read_paths
+from ..models import LatentModel
+from ..plotting import image_grid, plot_latent_scatter
+from ..settings import is_fast_mode, split_limits
 
 IMAGE_BYTES = NUM_PIXELS  # an MNIST image stored as it ships: one uint8 per pixel
 
@@ -51,9 +52,9 @@ def lesson_data(device: torch.device | str = "cpu") -> LessonData:
     Full mode: all 60,000 training and 10,000 test images. Fast mode (CI): the first
     2,000 training and 1,000 test images, the same subsets the fast-mode models see.
     """
-    fast = is_fast_mode()
-    train = load_mnist("train", device=device, limit=FAST_TRAIN_SIZE if fast else None)
-    test = load_mnist("test", device=device, limit=FAST_TEST_SIZE if fast else None)
+    train_limit, test_limit = split_limits()
+    train = load_mnist("train", device=device, limit=train_limit)
+    test = load_mnist("test", device=device, limit=test_limit)
     return LessonData(train, test)
 
 
@@ -199,21 +200,9 @@ def pca_components_to_match(pca: PCA, x: torch.Tensor, target_mse: float) -> int
 
 
 # ----------------------------------------------------------------------------- codes
-@torch.no_grad()
-def encode_all(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """``model.encode`` applied to every image of ``x`` in batches; codes (N, k) on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-
-
-@torch.no_grad()
-def decode_images(model: nn.Module, z: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Images in [0, 1], (N, 1, 28, 28) on the CPU, decoded from codes ``z`` (sigmoid of the logits)."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([torch.sigmoid(model.decode(z[i : i + batch_size].to(device))).cpu()
-                      for i in range(0, len(z), batch_size)])
+def encode_all(model: LatentModel, x: torch.Tensor) -> torch.Tensor:
+    """The code of every image of ``x``, (N, k) on the CPU: ``metrics.codes`` (z for an AE, mu for a VAE)."""
+    return codes(model, x)
 
 
 class CodeBox(NamedTuple):
@@ -246,31 +235,6 @@ def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch
 
 
 # ----------------------------------------------------------------------------- holes
-class Readability(NamedTuple):
-    """How confidently the digit classifier reads a set of images."""
-
-    confidence: torch.Tensor  # (N,) the classifier's largest softmax probability
-    digit: torch.Tensor  # (N,) the digit it reads
-    confident_share: float  # share of images with confidence > threshold
-    threshold: float
-
-
-@torch.no_grad()
-def readability(classifier: nn.Module, images: torch.Tensor, threshold: float = 0.9,
-                batch_size: int = 1000) -> Readability:
-    """Ask the classifier which digit each image shows, and how sure it is.
-
-    A real test digit is read with confidence near 1. A decoded code that fell between
-    the digits ("a hole") gives a blend that the classifier reads with low confidence.
-    """
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    probs = torch.cat([F.softmax(classifier(images[i : i + batch_size].to(device)), dim=1).cpu()
-                       for i in range(0, len(images), batch_size)])
-    confidence, digit = probs.max(1)
-    return Readability(confidence, digit, float((confidence > threshold).float().mean()), threshold)
-
-
 @torch.no_grad()
 def nearest_code_distance(z: torch.Tensor, z_reference: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
     """Euclidean distance from each code in ``z`` to its nearest neighbour in ``z_reference``, (N,)."""
@@ -403,8 +367,6 @@ def _log10(v):
 def plot_codes_with_box(z: torch.Tensor, y: torch.Tensor, box: CodeBox, z_box: torch.Tensor,
                         title: str = "2-D codes of test digits and uniform samples from a box"):
     """2-D codes ``z`` coloured by digit ``y``, the rectangle ``box``, and the codes ``z_box`` drawn from it."""
-    from .plotting import plot_latent_scatter
-
     fig, ax = plt.subplots(figsize=(7.2, 5.6))
     plot_latent_scatter(z, y, title=title, ax=ax)
     low, high = box.low.tolist(), box.high.tolist()
@@ -464,13 +426,6 @@ def plot_digit_mix(mixes: dict[str, torch.Tensor], title: str = "Which digits co
     return fig
 
 
-class PathReading(NamedTuple):
-    """How readable the points part-way between pairs of images are."""
-
-    t: list[float]  # positions along the straight lines (0 = first image, 1 = second)
-    confident_share: list[float]  # at each t, the share of pairs whose point is read with confidence > threshold
-
-
 @torch.no_grad()
 def path_reading(classifier: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, t: Sequence[float],
                  model: nn.Module | None = None, threshold: float = 0.9) -> PathReading:
@@ -479,16 +434,15 @@ def path_reading(classifier: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, t:
     With a ``model`` the walk is a straight line between the two *codes*, decoded; without one
     it is a straight line between the two *images* (a cross-fade of the pixels).
     """
-    shares = []
+    steps = []
     if model is not None:
-        z_a, z_b = encode_all(model, x_a), encode_all(model, x_b)
+        z_a, z_b = codes(model, x_a), codes(model, x_b)
     for step in t:
         if model is None:
-            images = (1 - step) * x_a + step * x_b
+            steps.append(((1 - step) * x_a + step * x_b).cpu())
         else:
-            images = decode_images(model, (1 - step) * z_a + step * z_b)
-        shares.append(readability(classifier, images, threshold).confident_share)
-    return PathReading(list(t), shares)
+            steps.append(decode_images(model, (1 - step) * z_a + step * z_b))
+    return read_paths(classifier, torch.stack(steps, dim=1), list(t), threshold)  # (pairs, steps, 1, 28, 28)
 
 
 class Pairs(NamedTuple):

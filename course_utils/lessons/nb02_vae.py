@@ -13,8 +13,9 @@ Everything here is a measuring tool for a derivation the notebook makes on paper
   relative to the encoder's codes.
 - ``fit_gaussian`` / ``gaussian_grid_codes`` / ``empty_cell_share``: how much of a 2-D
   latent space's probability mass holds no code at all (the "holes").
-- ``kl_per_dimension`` / ``active_units`` / ``prior_sampled_nll``: what a trained VAE
-  does with its latent dimensions, and why p(x) is not estimated by sampling the prior.
+- ``prior_sampled_nll``: why p(x) is not estimated by sampling the prior. (The shared
+  measures, such as ``metrics.active_units`` and ``metrics.kl_per_dimension``, are in
+  ``course_utils.metrics``.)
 
 Names follow the math: x, x_hat, z, mu, logvar (= log sigma^2), sigma = exp(logvar / 2).
 """
@@ -28,8 +29,9 @@ from typing import NamedTuple
 
 import torch
 
-from .losses import LOG_2PI, bernoulli_nll
-from .plotting import gaussian_grid
+from ..losses import LOG_2PI, bernoulli_nll
+from ..metrics import CONFIDENT, readability
+from ..plotting import gaussian_grid
 
 # ----------------------------------------------------------------------------- a tractable model
 
@@ -211,7 +213,7 @@ def temperature_samples(model, temperatures: Sequence[float], n: int = 10, seed:
 
 
 class SampleQuality(NamedTuple):
-    confident_share: float  # share of images the classifier reads with probability >= threshold
+    confident_share: float  # share of images the classifier reads with probability > threshold
     mean_confidence: float  # mean of the classifier's top probability
     diversity: float  # mean Euclidean distance between two images (pixels in [0, 1])
     digit_mix: tuple[float, ...]  # share of each digit 0..9 among the confidently read images
@@ -219,27 +221,25 @@ class SampleQuality(NamedTuple):
 
 
 @torch.no_grad()
-def sample_quality(images: torch.Tensor, classifier: torch.nn.Module, threshold: float = 0.9) -> SampleQuality:
+def sample_quality(images: torch.Tensor, classifier: torch.nn.Module, threshold: float = CONFIDENT) -> SampleQuality:
     """How digit-like, how varied and how evenly spread over the ten digits a set of generated images is.
 
     The judge is a digit classifier (``course_utils.load_classifier()``): its top
-    probability is its confidence, and only images read with confidence >= threshold
-    count towards ``digit_mix``, so blends and scribbles do not count as any digit.
+    probability is its confidence (``metrics.readability``), and only images read with
+    confidence > threshold count towards ``digit_mix``, so blends and scribbles do not
+    count as any digit.
     """
-    device = next(classifier.parameters()).device
-    images = images.to(device)
-    probs = torch.softmax(classifier(images), dim=1)
-    top, digit = probs.max(1)
-    flat = images.flatten(1)
+    read = readability(classifier, images, threshold)
+    flat = images.detach().float().cpu().flatten(1)
     n = len(flat)
     distances = torch.cdist(flat, flat)
     diversity = float(distances.sum() / (n * (n - 1))) if n > 1 else 0.0
-    confident = top >= threshold
-    counts = torch.bincount(digit[confident], minlength=probs.shape[1]).float().cpu()
+    confident = read.confidence > threshold
+    counts = torch.bincount(read.digit[confident], minlength=10).float()
     mix = counts / counts.sum().clamp_min(1)
     p = mix[mix > 0]
     entropy = float(-(p * p.log2()).sum())
-    return SampleQuality(float(confident.float().mean()), float(top.mean()), diversity,
+    return SampleQuality(read.confident_share, float(read.confidence.mean()), diversity,
                          tuple(float(m) for m in mix), entropy)
 
 
@@ -269,7 +269,7 @@ def gaussian_grid_codes(n: int = 15, limit: float = 0.95, fit: GaussianFit | Non
 
     With ``fit`` the grid is mapped through it (z = mean + L u), so it covers a Gaussian
     fitted to some codes as the plain grid covers N(0, I). The order matches
-    ``course_utils.plot_manifold`` (z_1 left to right, z_2 top to bottom decreasing).
+    ``course_utils.plotting.plot_manifold`` (z_1 left to right, z_2 top to bottom decreasing).
     """
     values = gaussian_grid(n, limit)
     u1, u2 = torch.meshgrid(values, values.flip(0), indexing="xy")
@@ -333,32 +333,6 @@ def nearest_code_ratio(draws: torch.Tensor, codes: torch.Tensor, reference: torc
 
 
 # ----------------------------------------------------------------------------- trained VAEs
-
-
-@torch.no_grad()
-def kl_per_dimension(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """KL(q(z_j | x) || N(0, 1)) of each latent dimension j, averaged over images: (latent_dim,).
-
-    Summed over j it is the KL term of the loss (``gaussian_kl``).
-    """
-    total = None
-    for i in range(0, len(x), batch_size):
-        mu, logvar = model.encode(x[i : i + batch_size])
-        per_dim = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, d): gaussian_kl before its sum
-        part = per_dim.sum(0)
-        total = part if total is None else total + part
-    return (total / len(x)).cpu()
-
-
-@torch.no_grad()
-def active_units(model, x: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000) -> int:
-    """Latent dimensions whose mean mu_j varies across images: Var_x(mu_j) > threshold.
-
-    The definition of Burda et al. 2016 (IWAE), section 5.2. An inactive dimension has
-    q(z_j | x) = N(0, 1) whatever x is: it carries no information about the image.
-    """
-    mu = torch.cat([model.encode(x[i : i + batch_size]).mu for i in range(0, len(x), batch_size)])
-    return int((mu.var(0) > threshold).sum())
 
 
 @torch.no_grad()

@@ -1,11 +1,11 @@
-"""course_utils.compression (notebook 01): sizes, PCA, code-space sampling, confusion."""
+"""course_utils.lessons.nb01_compression (notebook 01): sizes, PCA, code-space sampling, confusion."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from course_utils import compression as cc
+from course_utils.lessons import nb01_compression as cc
 
 
 def test_sizes_and_rows():
@@ -77,3 +77,27 @@ def test_random_pairs_have_different_labels():
     y = torch.tensor([0, 0, 1, 1, 2])
     pairs = cc.random_pairs(y, 100, torch.Generator().manual_seed(0))
     assert len(pairs.a) > 0 and torch.all(y[pairs.a] != y[pairs.b])
+
+
+# ----------------------------------------------------------------------------- exercises
+@pytest.mark.parametrize("key", ["01.byte-ratio", "01.confused-pair", "01.pca-match"])
+def test_nb01_solutions_pass_their_checks(key: str) -> None:
+    from course_utils import solutions
+
+    exercise = solutions.get(key)
+    correct, feedback = exercise.checker(exercise.solver())
+    assert correct, feedback
+
+
+def test_nb01_checks_catch_the_classic_mistakes() -> None:
+    from course_utils import solutions
+
+    check = solutions.get("01.byte-ratio").checker
+    numbers_not_bytes = check(784 / 12)
+    assert not numbers_not_bytes[0] and "bytes" in numbers_not_bytes[1]
+    float32_code = check(784 / (4 * 12))
+    assert not float32_code[0] and "float16" in float32_code[1]
+    assert not solutions.get("01.confused-pair").checker((0, 1))[0]
+    needed = solutions.get("01.pca-match").solver()
+    assert not solutions.get("01.pca-match").checker(needed - 1)[0]
+    assert not solutions.get("01.pca-match").checker(needed + 1)[0]

@@ -1,0 +1,186 @@
+"""Notebook 03's figures (its measurements are in ``nb03_conditioning``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import PercentFormatter
+
+from ..data import NUM_CLASSES
+from ..models import DigitClassifier
+from ..plotting import image_grid
+from ..recipes import Trained
+from .nb03_conditioning import LABEL_ACCURACY_TARGET, PAD, VARIANT_COLORS, VARIANTS, SweepPoint
+
+
+def plot_sweep(
+    points: Sequence[SweepPoint],
+    chance: float = 0.1,
+    default_latent: int | None = None,
+    target: float | None = LABEL_ACCURACY_TARGET,
+):
+    """Four panels against latent size: label accuracy, then three measured reasons.
+
+    Label accuracy; the latent probe (digit read from mu); the mean KL of each digit's
+    aggregate posterior from N(0, I); and, for project, the distance between its two
+    closest digit offsets.
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.2))
+    axes = axes.flatten()
+    panels = [
+        ("label_accuracy", "label accuracy of samples", "Does the decoder draw\nthe requested digit?"),
+        ("probe_accuracy", "probe accuracy (digit read from mu)", "Does z alone carry the digit?"),
+        ("mean_kl", "mean over digits of KL(q(z|y) || N(0, I)) (nats)",
+         "How far is each digit's code cloud\nfrom the N(0, I) samples come from?"),
+        ("closest_offsets", "closest pair of offsets P[:, a], P[:, b]\n(prior standard deviations)",
+         "project: how far apart are\nthe digits' offsets?"),
+    ]
+    sizes = sorted({p.latent_dim for p in points})
+    for ax, (attr, ylabel, title) in zip(axes, panels, strict=True):
+        for variant in VARIANTS:
+            pts = sorted((p for p in points if p.conditioning == variant), key=lambda p: p.latent_dim)
+            values = [getattr(p, attr) for p in pts]
+            if pts and not all(math.isnan(v) for v in values):
+                ax.plot([p.latent_dim for p in pts], values, "o-", color=VARIANT_COLORS[variant], label=variant)
+        if attr == "label_accuracy" and target is not None:
+            ax.axhline(target, color="green", ls=":", label=f"target {target:.0%}")
+        if attr == "probe_accuracy":
+            ax.axhline(chance, color="gray", ls=":", label="chance")
+        if attr == "closest_offsets":
+            ax.axhline(1.0, color="gray", ls=":", label="1 prior std")
+            ax.set_yscale("log")
+        if default_latent is not None:
+            ax.axvline(default_latent, color="gray", ls="--", lw=0.8, label="course default")
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("latent size k")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if attr in ("label_accuracy", "probe_accuracy"):
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        ax.legend(fontsize=8)
+    fig.suptitle("Latent-size sweep: does the decoder listen to the label, and why")
+    fig.tight_layout()
+    return fig
+
+
+
+
+def _mark_cells(ax, wrong: np.ndarray, pad: int = PAD) -> None:
+    """Red frame around each grid cell where ``wrong`` (rows x cols) is True."""
+    for r, c in zip(*np.nonzero(wrong), strict=True):
+        ax.add_patch(Rectangle((pad + c * (28 + pad) - 1.5, pad + r * (28 + pad) - 1.5), 30, 30,
+                               fill=False, edgecolor="red", linewidth=1.5))
+
+
+
+
+@torch.no_grad()
+def plot_digit_grids(samples: dict[str, torch.Tensor], classifier: DigitClassifier | None = None):
+    """Side-by-side per-digit grids (10 rows, one per requested digit).
+
+    With a classifier, a red frame marks every sample it reads as another digit.
+    """
+    fig, axes = plt.subplots(1, len(samples), figsize=(5.2 * len(samples), 6.4), squeeze=False)
+    for ax, (name, images) in zip(axes[0], samples.items(), strict=True):
+        per_row = len(images) // NUM_CLASSES
+        grid = image_grid(images, nrow=per_row)
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+        title = name
+        if classifier is not None:
+            requested = torch.arange(NUM_CLASSES).repeat_interleave(per_row)
+            read = classifier.to(images.device).predict(images).cpu()
+            wrong = (read != requested).numpy().reshape(NUM_CLASSES, per_row)
+            _mark_cells(ax, wrong)
+            title += f"\n(red frame: classifier reads another digit; {int(wrong.sum())} of {len(images)})"
+        step = grid.shape[0] / NUM_CLASSES
+        ax.set_yticks([step * (i + 0.5) for i in range(NUM_CLASSES)], [str(d) for d in range(NUM_CLASSES)])
+        ax.set_xticks([])
+        ax.set_ylabel("requested digit y")
+        ax.set_xlabel(f"{per_row} samples, z ~ N(0, I)")
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("Per-digit samples")
+    fig.tight_layout()
+    return fig
+
+
+
+
+def plot_style_transfer(x: torch.Tensor, grids: dict[str, torch.Tensor]):
+    """For each variant: the test digits (left column) and their z decoded as every digit."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(6.3 * len(grids), 0.55 * len(x) + 1.0), squeeze=False)
+    for ax, (name, images) in zip(axes[0], grids.items(), strict=True):
+        n, c = images.shape[:2]
+        tiles = torch.cat([x.cpu().unsqueeze(1), torch.ones(n, 1, *x.shape[1:]), images.cpu()], dim=1)
+        grid = image_grid(tiles.reshape(-1, *x.shape[1:]), nrow=c + 2)
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+        ticks = [PAD + 14 + i * (28 + PAD) for i in range(c + 2)]
+        ax.set_xticks([ticks[0], *ticks[2:]], ["input", *[str(d) for d in range(c)]])
+        ax.set_yticks([])
+        ax.set_xlabel("label given to the decoder (same z in each row)")
+        ax.set_ylabel("test digit encoded with its own label")
+        ax.set_title(name)
+    fig.suptitle("Style and content: keep z = mu of a test digit, change only y")
+    fig.tight_layout()
+    return fig
+
+
+
+
+def plot_confusions(confusions: dict[str, torch.Tensor]):
+    """Row-normalized confusion of generated digits, diagonal hidden, one panel per variant.
+
+    Only the mistakes are coloured (percent of the requested digit's samples), so the
+    hard cases stand out; the per-digit accuracy is printed at the right of each row.
+    """
+    fig, axes = plt.subplots(1, len(confusions), figsize=(5.6 * len(confusions), 4.8), squeeze=False)
+    shares = {n: (c.double() / c.sum(1, keepdim=True).clamp_min(1)).numpy() for n, c in confusions.items()}
+    vmax = max(float((s - np.diag(np.diag(s))).max()) for s in shares.values()) or 1.0
+    for ax, (name, share) in zip(axes[0], shares.items(), strict=True):
+        errors = np.ma.masked_array(share, mask=np.eye(len(share), dtype=bool))
+        im = ax.imshow(errors * 100, cmap="Reds", vmin=0, vmax=vmax * 100)
+        for r in range(len(share)):
+            for c in range(len(share)):
+                if r != c and share[r, c] >= 0.01:
+                    ax.text(c, r, f"{share[r, c]:.0%}", ha="center", va="center", fontsize=7,
+                            color="white" if share[r, c] > 0.6 * vmax else "black")
+            ax.text(len(share) - 0.3, r, f"{share[r, r]:.1%}", ha="left", va="center", fontsize=7)
+        ax.set_xticks(range(NUM_CLASSES))
+        ax.set_yticks(range(NUM_CLASSES))
+        ax.set_xlabel("digit the classifier reads")
+        ax.set_ylabel("requested digit y")
+        ax.set_title(f"{name}: where the misread samples go\n(right: per-digit accuracy)", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.12, label="% of the requested digit's samples")
+    fig.suptitle("Which digits does each variant get wrong?")
+    fig.tight_layout()
+    return fig
+
+
+
+
+def plot_test_curves(histories: dict[str, Trained], title: str = "Same budget: test negative ELBO per epoch"):
+    """Test negative ELBO (reconstruction + KL, beta = 1) per epoch of several trained models.
+
+    The history's ``test_loss`` is the training objective (recon + beta KL); the sum of its
+    parts is the beta = 1 bound, the figure the comparison table reports.
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, trained in histories.items():
+        h = trained.history
+        variant = getattr(trained.model.config, "conditioning", "")
+        neg_elbo = [r + k for r, k in zip(h.test_recon, h.test_kl, strict=True)]
+        ax.plot(h.epoch, neg_elbo, "o-", ms=3, label=name, color=VARIANT_COLORS.get(variant))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test negative ELBO (nats / image)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
