@@ -5,6 +5,7 @@ Layers, lowest first; each module imports only from the layers above it in this 
     settings     paths, device, seeding, fast mode (and its sizes), the writable cache
     data         MNIST from the shipped files, as tensors; mini-batches
     losses       loss formulas on tensors (Bernoulli and Gaussian terms, Gaussian KL)
+    checks       the limits on every model input (images, labels, codes), stated once
     models       AutoEncoder, VAE, CVAE (one interface) and the digit classifier
     checkpoints  save and load a model with its config, history and metrics
     training     the training loop (fit) and its History
@@ -44,6 +45,7 @@ from .models import (
 )
 from .recipes import Recipe, Trained, course_names, course_recipe, load_classifier, train_or_load
 from .settings import (
+    CourseError,
     cache_dir,
     checkpoint_dir,
     course_root,
@@ -61,7 +63,7 @@ __version__ = "0.1.0"
 
 # Modules that pull in matplotlib, ipywidgets or the lessons: imported when first used.
 _ON_DEMAND = ("plotting", "explorers", "lessons", "solutions", "colab", "cli")
-_CORE = ("settings", "data", "losses", "models", "checkpoints", "training", "metrics", "recipes")
+_CORE = ("settings", "data", "losses", "checks", "models", "checkpoints", "training", "metrics", "recipes")
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("importlib", "Any")]
 __all__ += [*_CORE, *_ON_DEMAND]

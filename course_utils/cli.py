@@ -9,7 +9,11 @@ Trained models go to checkpoints/trained/ (checkpoints/fast/ in fast mode; the p
 cache when the course folder is read-only), never over the shipped checkpoints/ unless
 --out names that folder. The notebooks load what is there first.
 
-The package, in layers (each imports only those before it): settings, data, losses,
+Every mistake the course can name (a bad COURSE_* variable, a damaged data file or
+checkpoint, a folder it cannot write to) is one line "python -m course_utils: error: ..."
+and exit code 2; Ctrl-C says in one line what was kept, with exit code 130.
+
+The package, in layers (each imports only those before it): settings, data, losses, checks,
 models, checkpoints, training, metrics, recipes (named models, train-or-load),
 plotting, explorers (widgets), lessons/nb01..nb04 (one per notebook), solutions.
 """
@@ -17,14 +21,19 @@ plotting, explorers (widgets), lessons/nb01..nb04 (one per notebook), solutions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import CheckpointError, check_destination, load_checkpoint
 from .metrics import evaluate
 from .recipes import AE_LATENT_SIZES, course_names, course_recipe, load_classifier, train_or_load
-from .settings import checkpoint_dir, pick_device
+from .settings import CourseError, checkpoint_dir, course_root, pick_device
+
+PROG = "python -m course_utils"
 
 GROUPS = {
     "ae": "the autoencoders of notebook 01 (one per bottleneck size)",
@@ -43,13 +52,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m course_utils", description=__doc__,
+    parser = _Parser(prog=PROG, description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train models and save checkpoints",
                            description="Train course models and save them as checkpoints.")
-    train.add_argument("what", choices=list(GROUPS), metavar="WHAT",
-                       help="; ".join(f"{k}: {v}" for k, v in GROUPS.items()))
+    train.add_argument("what", choices=[*GROUPS, *course_names()], metavar="WHAT",
+                       help="; ".join(f"{k}: {v}" for k, v in GROUPS.items()) + "; or one model's name (vae-2d, ...)")
     train.add_argument("--epochs", type=_positive, help="override the number of epochs")
     train.add_argument("--latent-dim", type=_positive, help="override the latent size (not for 'all')")
     train.add_argument("--seed", type=_non_negative, help="override the random seed")
@@ -94,16 +103,52 @@ def _names_for(what: str) -> list[str]:
     return [what]
 
 
-def _train(args: argparse.Namespace) -> int:
+def _fail(message: str) -> int:
+    """Print ``message`` as one line on stderr; exit code 2."""
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+class _Progress:
+    """What ``train`` has done so far, for the line Ctrl-C prints."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.saved: list[tuple[str, str]] = []  # (name, path) of every checkpoint written by this run
+        self.loaded: list[str] = []  # names whose matching checkpoint was already there
+        self.current: str | None = None
+
+    def interrupted(self) -> str:
+        parts = []
+        if self.current is not None:
+            parts.append(f"{self.current} was not saved (the next run trains it again)")
+        kept = ", ".join(f"{name} ({path})" for name, path in self.saved)
+        parts.append(f"kept: {kept}" if kept else "no checkpoint was written by this run")
+        if self.loaded:
+            parts.append(f"already there and untouched: {', '.join(self.loaded)}")
+        done = {*self.loaded, *(name for name, _ in self.saved), self.current}
+        left = [n for n in self.names if n not in done]
+        if left:
+            parts.append(f"not started: {', '.join(left)}")
+        return "; ".join(parts)
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(course_root()))
+    except (ValueError, CourseError):
+        return str(path)
+
+
+def _train(args: argparse.Namespace, progress: _Progress) -> int:
     if args.latent_dim is not None and args.what in ("all", "ae", "classifier"):
-        print(f"python -m course_utils: error: --latent-dim cannot be used with '{args.what}'",
-              file=sys.stderr)
-        return 2
+        return _fail(f"--latent-dim cannot be used with '{args.what}'")
     out = args.out if args.out is not None else checkpoint_dir()
-    if out.exists() and not out.is_dir():
-        print(f"python -m course_utils: error: --out {out} is a file, not a folder", file=sys.stderr)
-        return 2
-    for name in _names_for(args.what):
+    try:
+        check_destination(out)  # before training: a bad --out fails now, not after the training
+    except CheckpointError as err:
+        return _fail(f"{err} (--out FOLDER)")
+    for name in progress.names:
         recipe = course_recipe(name, fast=args.fast or None)
         train_changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
         if train_changes:
@@ -111,19 +156,20 @@ def _train(args: argparse.Namespace) -> int:
         if args.latent_dim is not None:
             config = dataclasses.replace(recipe.config, latent_dim=args.latent_dim)
             recipe = dataclasses.replace(recipe, config=config)
-        train_or_load(name, recipe, directory=out)
+        progress.current = name
+        trained = train_or_load(name, recipe, directory=out)
+        progress.current = None
+        if trained.loaded:
+            progress.loaded.append(name)
+        else:
+            progress.saved.append((name, _short(trained.path)))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     if not args.path.is_file():
-        print(f"python -m course_utils: error: no checkpoint file at {args.path}", file=sys.stderr)
-        return 2
-    try:
-        ckpt = load_checkpoint(args.path, device=pick_device())
-    except CheckpointError as err:
-        print(f"python -m course_utils: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(f"no checkpoint file at {args.path}")
+    ckpt = load_checkpoint(args.path, device=pick_device())
     model = ckpt.model
     k = args.importance_samples if model.variational else 0
     classifier = load_classifier(pick_device()) if model.conditional else None
@@ -134,8 +180,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _fast_mode(on: bool) -> Iterator[None]:
+    """``--fast`` wins over any COURSE_FAST (even one the course cannot read), for this command only."""
+    saved = os.environ.get("COURSE_FAST")
+    if on:
+        os.environ["COURSE_FAST"] = "1"
+    try:
+        yield
+    finally:
+        if on and saved is None:
+            os.environ.pop("COURSE_FAST", None)
+        elif on:
+            os.environ["COURSE_FAST"] = saved
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every error the course raises on purpose is one line and exit code 2."""
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return _train(args)
-    return _evaluate(args)
+    progress = _Progress(_names_for(args.what) if args.command == "train" else [])
+    try:
+        with _fast_mode(args.command == "train" and args.fast):
+            return _train(args, progress) if args.command == "train" else _evaluate(args)
+    except CourseError as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        told = progress.interrupted() if args.command == "train" else "nothing was written"
+        print(f"{PROG}: interrupted: {told}", file=sys.stderr)
+        return 130

@@ -49,7 +49,7 @@ NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 
 
-class MNISTDataError(RuntimeError):
+class MNISTDataError(settings.CourseError, RuntimeError):
     """A shipped MNIST file is missing or corrupt; the message says how to fix it."""
 
 
@@ -222,13 +222,13 @@ def _download_with_torchvision(out: Path, shipped: Path, missing: list[str], dow
     except Exception as err:  # network errors come in many types
         raise MNISTDataError(
             f"data/mnist lacks {names}, and torchvision could not download MNIST "
-            f"({type(err).__name__}: {err}). Restore the files from the course "
+            f"({type(err).__name__}: {' '.join(str(err).split())}). Restore the files from the course "
             "repository (git checkout -- data/mnist)."
         ) from err
     for name in missing:
         if not _is_good(raw_dir / name, name):
             raise MNISTDataError(
-                f"torchvision downloaded {name} with the wrong SHA-256. Delete "
+                f"after torchvision's download step, {name} in {raw_dir} is missing or has the wrong SHA-256. Delete "
                 f"{raw_dir} and restore data/mnist from the course repository (git checkout -- data/mnist)."
             )
     _restore_shipped(shipped, raw_dir, missing)

@@ -61,6 +61,15 @@ class Explorer:
         raise NotImplementedError
 
 
+class MiniExplorer(NamedTuple):
+    """What notebook 04's build-your-own explorer returns (exercises 1 and 5)."""
+
+    sliders: list[w.FloatSlider]  # one per latent dimension asked for, in that order
+    image: w.Image  # the decoded digit, redrawn on every move
+    widget: w.Box  # what the notebook shows
+    digit: w.Widget | None = None  # the digit picker, for a CVAE (exercise 5)
+
+
 def _image(scale: int = SCALE) -> w.Image:
     blank = png_bytes(np.zeros((28, 28), dtype=np.uint8), scale)
     return w.Image(value=blank, format="png")

@@ -63,6 +63,20 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return gaussian_kl_per_dim(mu, logvar).sum(1)
 
 
+def gaussian_kl_between(
+    mu: torch.Tensor, logvar: torch.Tensor, prior_mu: torch.Tensor, prior_logvar: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(prior_mu, diag(exp(prior_logvar)))) per row, shape (B,).
+
+    Closed form, dimension by dimension (q = N(mu, s^2), p = N(m, v)):
+    KL_j = 1/2 (log v_j - log s_j^2 + (s_j^2 + (mu_j - m_j)^2) / v_j - 1).
+    With prior_mu = 0 and prior_logvar = 0 it is ``gaussian_kl``. The prior's tensors
+    broadcast against the posterior's (a learned prior gives one row per label).
+    """
+    per_dim = 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp() - 1)
+    return per_dim.sum(-1)
+
+
 def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag(exp(logvar))) summed over the last dimension."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)

@@ -23,7 +23,7 @@ from torch import nn
 from .data import IMAGE_SHAPE, NUM_CLASSES, MNISTSplit, batches, load_mnist
 from .losses import bernoulli_nll, gaussian_kl, gaussian_kl_per_dim, log_normal
 from .models import DigitClassifier, LatentModel, Posterior
-from .settings import split_limits
+from .settings import CourseTypeError, CourseValueError, split_limits
 
 CONFIDENT = 0.9  # the classifier "reads" an image when its top probability is above this
 ACTIVE_VARIANCE = 0.01  # Burda et al. 2016, section 5.2: a unit is active when Var_x(mu_j) > 0.01
@@ -160,6 +160,8 @@ def label_accuracy(
     seed: int = 0,
 ) -> LabelAccuracy:
     """How often a conditional model draws the digit it is asked for, as judged by ``classifier``."""
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 1:
+        raise CourseValueError(f"n_per_class must be a whole number >= 1, got {n_per_class!r}")
     if not model.conditional:
         raise TypeError(f"label_accuracy needs a conditional model (a CVAE), got {type(model).__name__}")
     if classifier is None:
@@ -209,6 +211,8 @@ def importance_sampled_nll(
 
 def psnr_db(mse: float, peak: float = 1.0) -> float:
     """Peak signal-to-noise ratio in decibels: 10 log10(peak^2 / MSE)."""
+    if not mse >= 0:
+        raise CourseValueError(f"psnr_db needs a mean squared error >= 0, got {mse}")
     return 10 * math.log10(peak**2 / mse) if mse > 0 else math.inf
 
 
@@ -239,6 +243,9 @@ def evaluate(
     """
     model.eval()
     device = _device(model)
+    if data is not None and not isinstance(data, MNISTSplit):
+        raise CourseTypeError(f"data must be an MNISTSplit (cu.load_mnist('test') or cu.MNISTSplit(x, y)), "
+                              f"got {type(data).__name__}")
     data = (data if data is not None else evaluation_data(split, device)).to(device)
     if not model.generative:
         return {"accuracy": float((model.predict(data.x) == data.y).float().mean())}

@@ -32,10 +32,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import (
+    check_count,
+    check_images,
+    check_labels,
+    check_latent,
+    check_temperature,
+    require_tensor,
+    sample_labels,
+)
 from .data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS
-from .losses import LossParts, bernoulli_nll, gaussian_kl
+from .losses import LossParts, bernoulli_nll, gaussian_kl, gaussian_kl_between
 
-CONDITIONINGS = ("concat", "project")
+CONDITIONINGS = ("concat", "project", "prior", "project-relu")  # how y enters a CVAE (see CVAE)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -53,11 +62,11 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class CVAEConfig:
-    latent_dim: int = 16  # size of z; the prior p(z | y) is N(0, I) for every y
+    latent_dim: int = 16  # size of z; z's prior is N(0, I) for every y (see CVAE for "prior")
     hidden_dims: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them
-    conditioning: str = "concat"  # how the decoder sees y: "concat" or "project"
+    conditioning: str = "concat"  # how y enters: "concat", "project", "prior" or "project-relu"
     num_classes: int = NUM_CLASSES  # labels are integers 0 .. num_classes - 1
-    projection_init_std: float = 3.0  # "project" only: initial std of P's entries (see CVAE)
+    projection_init_std: float | None = 3.0  # project(-relu): initial std of P's entries; None: PyTorch's init
 
 
 @dataclass(frozen=True)
@@ -85,56 +94,6 @@ class VAEOutput(NamedTuple):
     z: torch.Tensor  # (B, latent_dim) one sample from q(z | x)
     logits: torch.Tensor  # (B, 1, 28, 28)
     x_hat: torch.Tensor  # (B, 1, 28, 28) in [0, 1]
-
-
-# ----------------------------------------------------------------------------- checks
-def check_images(x: torch.Tensor) -> torch.Tensor:
-    """Validate a batch of images and return it flattened to (B, 784)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"images must be floating point in [0, 1], got dtype {x.dtype}; "
-            "divide uint8 pixels by 255."
-        )
-    if x.dim() == 4 and tuple(x.shape[1:]) == IMAGE_SHAPE:
-        return x.reshape(x.shape[0], NUM_PIXELS)  # (B, 1, 28, 28) -> (B, 784)
-    if x.dim() == 2 and x.shape[1] == NUM_PIXELS:
-        return x
-    raise ValueError(
-        f"images must have shape (B, 1, 28, 28) or (B, 784), got {tuple(x.shape)}. "
-        "A single image needs a batch dimension: x.unsqueeze(0)."
-    )
-
-
-def check_labels(y: torch.Tensor, batch_size: int | None, num_classes: int) -> torch.Tensor:
-    """Validate integer labels in [0, num_classes) with one label per image."""
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"labels must be a torch.Tensor of integers, got {type(y).__name__}")
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise TypeError(f"labels must be integers 0..{num_classes - 1}, got dtype {y.dtype}")
-    if y.dim() != 1:
-        raise ValueError(f"labels must have shape (B,), got {tuple(y.shape)}")
-    if batch_size is not None and y.shape[0] != batch_size:
-        raise ValueError(f"got {batch_size} images but {y.shape[0]} labels: give one label per image")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
-            f"labels must lie in 0..{num_classes - 1}; got values from {int(y.min())} "
-            f"to {int(y.max())}"
-        )
-    return y.long()
-
-
-def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
-    if z.dim() != 2 or z.shape[1] != latent_dim:
-        raise ValueError(
-            f"z must have shape (B, {latent_dim}) for this model, got {tuple(z.shape)}"
-        )
-
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -211,7 +170,7 @@ class AutoEncoder(LatentModel):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the reconstruction, shape (B, 1, 28, 28)."""
-        _check_latent(z, self.config.latent_dim)
+        z = check_latent(z, self.config.latent_dim)
         return _unflatten(self.decoder(z))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> AEOutput:
@@ -259,7 +218,7 @@ class VAE(LatentModel):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of p(x | z), shape (B, 1, 28, 28)."""
-        _check_latent(z, self.config.latent_dim)
+        z = check_latent(z, self.config.latent_dim)
         return _unflatten(self.decoder(z))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None) -> VAEOutput:
@@ -278,7 +237,7 @@ class VAE(LatentModel):
         self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """n images in [0, 1], shape (n, 1, 28, 28), decoded from z ~ N(0, T^2 I)."""
-        _check_temperature(temperature)
+        check_temperature(temperature)
         z = temperature * _prior_noise(n, self.config.latent_dim, generator, _device(self))
         return torch.sigmoid(self.decode(z))
 
@@ -307,32 +266,36 @@ def reparameterize(
 def _prior_noise(
     n: int, latent_dim: int, generator: torch.Generator | None, device: torch.device
 ) -> torch.Tensor:
-    if n < 0:
-        raise ValueError(f"number of samples must be >= 0, got {n}")
+    n = check_count(n)
     # Drawn on the CPU so that a seeded generator gives the same z on every device.
     return torch.randn(n, latent_dim, generator=generator).to(device)
 
 
 # ----------------------------------------------------------------------------- CVAE
 class CVAE(LatentModel):
-    """Conditional VAE: q(z | x, y), p(x | z, y), prior p(z | y) = N(0, I).
+    """Conditional VAE (Sohn, Lee and Yan 2015): q(z | x, y), p(x | z, y) and a prior p(z | y).
 
-    The encoder always sees [x; onehot(y)]. The decoder sees the label in one of two
-    ways, and nothing else differs between them:
+    ``conditioning`` says how the label y enters; nothing else differs between the variants:
 
-    - ``"concat"``: the decoder's input is [z; onehot(y)] (latent_dim + 10 numbers);
-    - ``"project"``: the decoder's input is z + P onehot(y), with P a learned
-      (latent_dim x 10) matrix: the label moves the point in latent space.
+    - ``"concat"``: encoder [x; onehot(y)], decoder [z; onehot(y)]; prior N(0, I).
+    - ``"project"``: encoder [x; onehot(y)], decoder z + P onehot(y) with a learned
+      (latent_dim x 10) P: the label moves the point in latent space; prior N(0, I). A KL
+      is unchanged when both Gaussians shift together, so this is exactly a CVAE on
+      u = z + P e_y with the learned prior N(P e_y, I) and a decoder that never sees y.
+    - ``"prior"``: as "concat", plus a learned prior per label, p(u | y) = N(mu_y,
+      diag(sigma_y^2)) (Sohn et al.'s prior network for a label: 10 means, 10 log-variances,
+      starting at N(0, I)); the loss takes the KL between the two diagonal Gaussians in the
+      prior's coordinates u (``encode_u``, ``prior``). The interface's z is the standardized
+      code z = (u - mu_y) / sigma_y, whose prior is N(0, I): ``encode`` gives q(z | x, y),
+      ``decode(z, y)`` reads u = mu_y + sigma_y z, so z ~ N(0, T^2 I) draws u from the label's prior.
+    - ``"project-relu"``: seed 003's design: the encoder reads x alone, the decoder
+      z + ReLU(P onehot(y) + b) (offsets that cannot be negative); prior N(0, I).
 
-    (Adding a learned projection of y to the encoder's first hidden layer would be
-    the same function as concatenating y to x: W [x; y] = W_x x + W_y y. So the
-    encoder is shared by both variants.)
-
-    With "project", the label's offsets P y compete with the N(0, I) noise that
-    sampling puts into z. At PyTorch's default initialisation they are about as large
-    as that noise, the encoder learns to carry the digit in z instead, and samples
-    ignore the label they were given (about 55% label accuracy at latent size 8). The
-    projection therefore starts from entries of std ``projection_init_std``.
+    (Adding a learned projection of y to the encoder's first layer is concatenating y to x,
+    W [x; y] = W_x x + W_y y, so the variants share the encoder.) With "project", PyTorch's
+    default init makes the offsets P y about as large as the N(0, I) noise; the encoder then
+    carries the digit in z and samples ignore their label (about 55% label accuracy at
+    latent size 8), so P starts from entries of std ``projection_init_std``.
     """
 
     conditional = True
@@ -341,24 +304,26 @@ class CVAE(LatentModel):
     def __init__(self, config: CVAEConfig = CVAEConfig()):
         super().__init__()
         if config.conditioning not in CONDITIONINGS:
-            raise ValueError(
-                f"conditioning must be one of {CONDITIONINGS}, got {config.conditioning!r}"
-            )
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {config.conditioning!r}")
         self.config = config
         k, c = config.latent_dim, config.num_classes
         dims = [NUM_PIXELS, *config.hidden_dims]
-        self.encoder = nn.Sequential(mlp([NUM_PIXELS + c, *dims[1:]]), nn.ReLU())
+        self.encoder_reads_label = config.conditioning != "project-relu"
+        self.encoder = nn.Sequential(mlp([NUM_PIXELS + c * self.encoder_reads_label, *dims[1:]]), nn.ReLU())
         self.to_mu = nn.Linear(dims[-1], k)
         self.to_logvar = nn.Linear(dims[-1], k)
-        if config.conditioning == "concat":
-            self.decoder = mlp([k + c, *dims[::-1]])  # [z; y] -> ... -> 784
+        if config.conditioning in ("concat", "prior"):
+            self.decoder = mlp([k + c, *dims[::-1]])  # [z; y] (or [u; y]) -> ... -> 784
         else:
-            self.label_projection = nn.Linear(c, k, bias=False)  # P: one-hot -> R^k
-            # PyTorch's default init gives |P y| ~ 0.5, far inside the N(0, I) cloud the
-            # prior samples z from: the label is drowned out and the encoder learns to
-            # carry the digit in z instead. Starting from larger offsets lets the label win.
-            nn.init.normal_(self.label_projection.weight, std=config.projection_init_std)
+            # P: one-hot -> R^k (with a bias before the ReLU in seed 003's design). PyTorch's
+            # default init gives |P y| ~ 0.5, drowned in the N(0, I) noise: start larger.
+            self.label_projection = nn.Linear(c, k, bias=config.conditioning == "project-relu")
+            if config.projection_init_std is not None:
+                nn.init.normal_(self.label_projection.weight, std=config.projection_init_std)
             self.decoder = mlp([k, *dims[::-1]])  # z + P y -> ... -> 784
+        if config.conditioning == "prior":  # p(u | y) = N(prior_mu[y], diag(exp(prior_logvar[y])))
+            self.prior_mu = nn.Parameter(torch.zeros(c, k))
+            self.prior_logvar = nn.Parameter(torch.zeros(c, k))
 
     def one_hot(self, y: torch.Tensor | None, batch_size: int | None = None) -> torch.Tensor:
         """Validated labels as float one-hot vectors on the model's device, (B, 10)."""
@@ -367,32 +332,49 @@ class CVAE(LatentModel):
         y = check_labels(y, batch_size, self.config.num_classes)
         return F.one_hot(y.to(_device(self)), self.config.num_classes).float()
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:
-        """q(z | x, y) as its mean and log-variance, each (B, latent_dim)."""
+    def prior(self, y: torch.Tensor | None, batch_size: int | None = None) -> Posterior:
+        """p(u | y) of each label, its mu and logvar (B, latent_dim) each: N(0, I) unless "prior"."""
+        y_onehot = self.one_hot(y, batch_size)
+        if self.config.conditioning != "prior":
+            return Posterior(*[y_onehot.new_zeros(len(y_onehot), self.config.latent_dim)] * 2)
+        return Posterior(y_onehot @ self.prior_mu, y_onehot @ self.prior_logvar)  # row y of each table
+
+    def encode_u(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:
+        """q(u | x, y) in the prior's coordinates (u = z for every variant but "prior")."""
         x = check_images(x)
-        h = self.encoder(torch.cat([x, self.one_hot(y, x.shape[0])], dim=1))  # (B, 794) ->
+        inputs = torch.cat([x, self.one_hot(y, x.shape[0])], dim=1) if self.encoder_reads_label else x
+        h = self.encoder(inputs)  # (B, 794) or, seed 003's design, (B, 784) -> (B, hidden)
         return Posterior(mu=self.to_mu(h), logvar=self.to_logvar(h))
 
-    def reparameterize(
-        self, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:
+        """q(z | x, y) as its mean and log-variance, each (B, latent_dim); prior N(0, I)."""
+        post = self.encode_u(x, y)
+        if self.config.conditioning != "prior":
+            return post
+        prior = self.prior(y, len(post.mu))  # standardize: z = (u - mu_y) / sigma_y
+        return Posterior((post.mu - prior.mu) * torch.exp(-0.5 * prior.logvar), post.logvar - prior.logvar)
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         return reparameterize(mu, logvar, eps)
 
     def decoder_input(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """What the decoder's first layer sees: [z; y] or z + P y."""
-        _check_latent(z, self.config.latent_dim)
+        """What the decoder's first layer sees: [z; y], z + P y, [mu_y + sigma_y z; y] or z + ReLU(P y + b)."""
+        z = check_latent(z, self.config.latent_dim)
         y_onehot = self.one_hot(y, z.shape[0])
         if self.config.conditioning == "concat":
             return torch.cat([z, y_onehot], dim=1)  # (B, k) -> (B, k + 10)
-        return z + self.label_projection(y_onehot)  # (B, k)
+        if self.config.conditioning == "project":
+            return z + self.label_projection(y_onehot)  # (B, k)
+        if self.config.conditioning == "project-relu":
+            return z + F.relu(self.label_projection(y_onehot))  # (B, k)
+        prior = self.prior(y, z.shape[0])  # "prior": u = mu_y + sigma_y z, then [u; y]
+        return torch.cat([prior.mu + torch.exp(0.5 * prior.logvar) * z, y_onehot], dim=1)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of p(x | z, y), shape (B, 1, 28, 28)."""
         return _unflatten(self.decoder(self.decoder_input(z, y)))
 
-    def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None
-    ) -> VAEOutput:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None) -> VAEOutput:
         mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar, eps)
         logits = self.decode(z, y)
@@ -400,19 +382,22 @@ class CVAE(LatentModel):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0,
              eps: torch.Tensor | None = None) -> LossParts:
-        """recon + beta * KL in nats per image: beta = 1 is the negative conditional ELBO."""
-        return _elbo_parts(self(x, y, eps=eps), x, beta)
+        """recon + beta * KL(q(u | x, y) || p(u | y)) in nats per image; beta = 1: the negative ELBO."""
+        if self.config.conditioning != "prior":
+            return _elbo_parts(self(x, y, eps=eps), x, beta)
+        post, prior = self.encode_u(x, y), self.prior(y, len(x))
+        u = reparameterize(post.mu, post.logvar, eps)
+        logits = _unflatten(self.decoder(torch.cat([u, self.one_hot(y, len(u))], dim=1)))
+        recon = bernoulli_nll(logits, check_images(x).reshape(-1, *IMAGE_SHAPE)).mean()
+        kl = gaussian_kl_between(post.mu, post.logvar, prior.mu, prior.logvar).mean()
+        return LossParts(loss=recon + beta * kl, recon=recon, kl=kl)
 
     @torch.no_grad()
-    def sample(
-        self,
-        labels: torch.Tensor | list[int],
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """One image per label, shape (N, 1, 28, 28) in [0, 1], from z ~ N(0, T^2 I)."""
-        _check_temperature(temperature)
-        y = torch.as_tensor(labels)
+    def sample(self, labels: torch.Tensor | list[int], temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """One image per label, (N, 1, 28, 28) in [0, 1], from z ~ N(0, T^2 I) (u ~ the label's prior)."""
+        check_temperature(temperature)
+        y = sample_labels(labels)
         z = temperature * _prior_noise(len(y), self.config.latent_dim, generator, _device(self))
         return torch.sigmoid(self.decode(z, y))
 
@@ -460,6 +445,10 @@ class DigitClassifier(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
+        require_tensor(x, "images", "torch.as_tensor(images)")
+        if len(x) == 0:
+            self.train(was_training)
+            return torch.zeros(0, NUM_CLASSES)
         probs = torch.cat([F.softmax(self(x[i : i + batch_size].to(device)), dim=1).cpu()
                            for i in range(0, len(x), batch_size)])
         self.train(was_training)
@@ -470,6 +459,10 @@ class DigitClassifier(nn.Module):
         """Predicted digit for each image, shape (B,) on x's device; always with dropout off."""
         was_training = self.training
         self.eval()
+        require_tensor(x, "images", "torch.as_tensor(images)")
+        if len(x) == 0:
+            self.train(was_training)
+            return torch.zeros(0, dtype=torch.long, device=x.device)
         labels = torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
         self.train(was_training)
         return labels

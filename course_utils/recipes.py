@@ -79,6 +79,8 @@ VAE_LATENT = 32  # notebook 02's main VAE
 CVAE_LATENT = 8  # default latent size of both CVAE variants (see notebook 03, section 6)
 CVAE_BETA = 3.0  # KL weight of the CVAEs: beta = 1 left label accuracy at 93-95% (README)
 CVAE_EPOCHS = 10  # every CVAE, default and sweep alike, trains this long
+CVAE_CONDITIONINGS = ("concat", "project", "prior")  # notebook 03's three variants (models.CVAE)
+UNTUNED_BETA = 1.0  # notebook 03's untuned comparison ("cvae-<variant>-untuned"): the true bound, PyTorch's init
 
 
 def _ae(k: int) -> Recipe:
@@ -90,9 +92,11 @@ def _vae(k: int, epochs: int, beta: float = 1.0, cosine_lr: bool = False) -> Rec
     return Recipe("VAE", VAEConfig(latent_dim=k, hidden_dims=HIDDEN), train)
 
 
-def _cvae(conditioning: str, k: int = CVAE_LATENT, seed: int = 0) -> Recipe:
-    config = CVAEConfig(latent_dim=k, hidden_dims=HIDDEN, conditioning=conditioning)
-    return Recipe("CVAE", config, TrainConfig(epochs=CVAE_EPOCHS, beta=CVAE_BETA, seed=seed, cosine_lr=True))
+def _cvae(conditioning: str, k: int = CVAE_LATENT, seed: int = 0, beta: float = CVAE_BETA,
+          projection_init_std: float | None = 3.0) -> Recipe:
+    config = CVAEConfig(latent_dim=k, hidden_dims=HIDDEN, conditioning=conditioning,
+                        projection_init_std=projection_init_std)
+    return Recipe("CVAE", config, TrainConfig(epochs=CVAE_EPOCHS, beta=beta, seed=seed, cosine_lr=True))
 
 
 def cvae_name(conditioning: str, latent_dim: int = CVAE_LATENT, seed: int = 0) -> str:
@@ -107,7 +111,7 @@ def cvae_name(conditioning: str, latent_dim: int = CVAE_LATENT, seed: int = 0) -
 
 def canonical_name(name: str) -> str:
     """Map an alias such as "cvae-concat-z8" (8 being the default size) to "cvae-concat"."""
-    for conditioning in ("concat", "project"):
+    for conditioning in CVAE_CONDITIONINGS:
         if name == f"cvae-{conditioning}-z{CVAE_LATENT}":
             return cvae_name(conditioning)
     return name
@@ -124,11 +128,19 @@ def _all_recipes() -> dict[str, Recipe]:
     recipes["vae-2d"] = _vae(2, epochs=20)
     for beta in BETAS:
         recipes[f"vae-beta-{beta:g}"] = _vae(16, epochs=10, beta=beta)
-    for conditioning in ("concat", "project"):
+    # Notebook 02's baseline: pytorch/examples vae/main.py's VAE (784-400-20, summed BCE + KL, Adam 1e-3,
+    # batch 128, constant learning rate), trained 30 epochs; its history holds epoch 10, the example's default
+    recipes["vae-examples"] = Recipe("VAE", VAEConfig(latent_dim=20, hidden_dims=(400,)), TrainConfig(epochs=30))
+    for conditioning in CVAE_CONDITIONINGS:
         for seed in CVAE_SEEDS:
             recipes[cvae_name(conditioning, seed=seed)] = _cvae(conditioning, seed=seed)
         for k in CVAE_LATENT_SIZES:
             recipes.setdefault(cvae_name(conditioning, k), _cvae(conditioning, k=k))
+    # Notebook 03: seed 003's own design once, and the three variants untuned (beta = 1, P at PyTorch's init)
+    recipes["cvae-project-relu"] = _cvae("project-relu")
+    for conditioning in CVAE_CONDITIONINGS:
+        std = None if conditioning == "project" else 3.0
+        recipes[f"cvae-{conditioning}-untuned"] = _cvae(conditioning, beta=UNTUNED_BETA, projection_init_std=std)
     return recipes
 
 
@@ -154,6 +166,7 @@ TARGETS: dict[str, tuple[str, str, float]] = {
     "vae": ("neg_elbo_nats", "<=", 100.0),
     "cvae-concat": ("label_accuracy", ">=", 0.98),
     "cvae-project": ("label_accuracy", ">=", 0.98),
+    "cvae-prior": ("label_accuracy", ">=", 0.98),
 }
 
 

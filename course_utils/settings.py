@@ -34,6 +34,36 @@ FAST_MAX_EPOCHS = 2
 FAST_TEST_SIZE = 1000
 
 
+# ----------------------------------------------------------------------------- errors
+class CourseError(Exception):
+    """Every error the course raises on purpose: its message says in one line what to do.
+
+    Each one also derives from the built-in error it replaces (ValueError, RuntimeError, ...),
+    so ``except ValueError`` keeps working; ``python -m course_utils`` prints any CourseError
+    as one line with exit code 2.
+    """
+
+
+class CourseValueError(CourseError, ValueError):
+    """A value the course cannot use (a pixel outside [0, 1], a label out of range, ...)."""
+
+
+class CourseTypeError(CourseError, TypeError):
+    """An argument of the wrong kind (a list where a tensor is needed, integer pixels, ...)."""
+
+
+class SettingError(CourseError, ValueError):
+    """A ``COURSE_*`` environment variable holds a value the course does not understand."""
+
+
+class DeviceUnavailable(CourseError, RuntimeError):
+    """``COURSE_DEVICE`` asks for a device this machine does not have."""
+
+
+class CourseRootNotFound(CourseError, FileNotFoundError):
+    """The course folder (the one with ``data/mnist``) cannot be found."""
+
+
 def is_ci() -> bool:
     """True when running under continuous integration (the ``CI`` variable is set)."""
     return os.environ.get("CI", "").strip().lower() not in {"", *_FALSE}
@@ -51,7 +81,7 @@ def is_fast_mode() -> bool:
     if value in _FALSE:
         return False
     if value:
-        raise ValueError(
+        raise SettingError(
             f"COURSE_FAST={value!r} is not understood: use 1 (fast mode) or 0 (full mode)."
         )
     return is_ci()
@@ -71,16 +101,16 @@ def pick_device(prefer: str | None = None) -> torch.device:
     choice = (prefer or os.environ.get("COURSE_DEVICE", "")).strip().lower()
     if choice:
         if choice not in DEVICE_CHOICES:
-            raise ValueError(
+            raise SettingError(
                 f"COURSE_DEVICE={choice!r} is not a device: use one of {', '.join(DEVICE_CHOICES)}."
             )
         if choice == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
+            raise DeviceUnavailable(
                 "COURSE_DEVICE=cuda, but PyTorch sees no CUDA GPU here. "
                 "Unset COURSE_DEVICE or set it to cpu."
             )
         if choice == "mps" and not _mps_available():
-            raise RuntimeError(
+            raise DeviceUnavailable(
                 "COURSE_DEVICE=mps, but Apple's MPS backend is not available here. "
                 "Unset COURSE_DEVICE or set it to cpu."
             )
@@ -109,7 +139,7 @@ def describe_device(device: torch.device) -> str:
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (every device) with one number."""
     if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise CourseValueError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -125,7 +155,7 @@ def course_root() -> Path:
     if env:
         root = Path(env).expanduser().resolve()
         if not (root / "data").is_dir():
-            raise FileNotFoundError(
+            raise CourseRootNotFound(
                 f"COURSE_ROOT={env} has no data/ folder. Point it at the course's "
                 "repository (the folder with data/mnist and checkpoints/)."
             )
@@ -136,7 +166,7 @@ def course_root() -> Path:
     for root in candidates:
         if (root / "data" / "mnist").is_dir():
             return root
-    raise FileNotFoundError(
+    raise CourseRootNotFound(
         "Cannot find the course folder (one with data/mnist inside). Run from inside "
         "the course repository, or set COURSE_ROOT to its path."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -15,13 +16,40 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import NonFiniteInput
 from .data import MNISTSplit, batches
 from .losses import LossParts
-from .settings import is_ci, seed_everything
+from .settings import CourseError, CourseTypeError, CourseValueError, is_ci, seed_everything
+
+# Divergence, stated once: training stops when the loss is NaN or infinite, or when a batch's
+# loss exceeds DIVERGENCE_FACTOR times the average loss of the first REFERENCE_BATCHES batches
+# (the untrained model's loss, which a healthy run only ever goes below).
+DIVERGENCE_FACTOR = 1e3
+REFERENCE_BATCHES = 5
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message says where."""
+class TrainingDiverged(CourseError, RuntimeError):
+    """The loss became NaN or infinite, or grew far above its starting value; the message says where."""
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# What each field of TrainConfig accepts: (test, what to give).
+_LIMITS = {
+    "epochs": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "batch_size": (lambda v: _whole(v) and v >= 1, "a whole number >= 1 (the course uses 128)"),
+    "lr": (lambda v: _finite(v) and v > 0, "a finite number > 0 (the course uses 1e-3)"),
+    "beta": (lambda v: _finite(v) and v >= 0, "a finite number >= 0 (1 = the ELBO)"),
+    "seed": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "train_size": (lambda v: v is None or (_whole(v) and v >= 1), "None (all images) or a whole number >= 1"),
+    "cosine_lr": (lambda v: isinstance(v, bool), "True or False"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,8 +63,10 @@ class TrainConfig:
     cosine_lr: bool = False  # decay the learning rate to 0 along a cosine over the run
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.beta < 0:
-            raise ValueError(f"invalid training config {self}")
+        wrong = [f"{name} must be {what}, got {getattr(self, name)!r}"
+                 for name, (ok, what) in _LIMITS.items() if not ok(getattr(self, name))]
+        if wrong:
+            raise CourseValueError(f"invalid training config: {'; '.join(wrong)}")
 
 
 @dataclass
@@ -76,8 +106,11 @@ def fit(
     Each step minimizes ``model.loss(x, y, beta)``: MSE for the AutoEncoder, recon +
     beta * KL (nats per image) for the VAE and CVAE, cross-entropy for the classifier.
     ``progress`` shows a tqdm bar (default: on, except under CI). Raises
-    ``TrainingDiverged`` naming the epoch and batch where the loss stopped being finite.
+    ``TrainingDiverged`` naming the epoch and batch where the loss stopped being finite or
+    grew past ``DIVERGENCE_FACTOR`` times its starting value.
     """
+    _check_fit_arguments(model, train, test, config)
+    name = type(model).__name__
     device = next(model.parameters()).device
     train = train.subset(config.train_size).to(device)
     test = test.to(device) if test is not None else None
@@ -92,18 +125,34 @@ def fit(
     history = History()
     show = (not is_ci()) if progress is None else progress
     bar = tqdm(range(1, config.epochs + 1), desc=type(model).__name__, disable=not show, unit="epoch")
+    first_losses: list[float] = []  # the first REFERENCE_BATCHES batch losses: the starting value
     for epoch in bar:
         model.train()
         start = time.perf_counter()
         sums = torch.zeros(3, device=device)
         for b, (x, y) in enumerate(batches(train, config.batch_size, generator=generator), 1):
-            loss, recon, kl = model.loss(x, y, config.beta)
-            if not torch.isfinite(loss):
+            where = f"at epoch {epoch}, batch {b} of {name}"
+            try:
+                loss, recon, kl = model.loss(x, y, config.beta)
+            except NonFiniteInput as err:  # NaN pixels, or codes blown up by a too large step
                 raise TrainingDiverged(
-                    f"the loss became {loss.item()} at epoch {epoch}, batch {b} of "
-                    f"{type(model).__name__}. Lower the learning rate (now {config.lr}) "
+                    f"{where} the loss would be nan: {err}. Lower the learning rate (now {config.lr}), "
+                    "or check the training images for NaN."
+                ) from err
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"the loss became {value} {where}. Lower the learning rate (now {config.lr}) "
                     "or check the inputs for NaN."
                 )
+            reference = sum(first_losses) / len(first_losses) if first_losses else 0.0
+            if reference > 0 and value > DIVERGENCE_FACTOR * reference:
+                raise TrainingDiverged(
+                    f"the loss grew to {value:.3g} {where}, more than {DIVERGENCE_FACTOR:g} times its starting "
+                    f"value {reference:.3g}: training diverged. Lower the learning rate (now {config.lr})."
+                )
+            if len(first_losses) < REFERENCE_BATCHES:
+                first_losses.append(value)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -124,6 +173,24 @@ def fit(
             bar.set_postfix(train=f"{train_parts[0]:.4g}", test=f"{test_parts[0]:.4g}")
     model.eval()
     return history
+
+
+def _check_fit_arguments(model: nn.Module, train: MNISTSplit, test: MNISTSplit | None, config: TrainConfig) -> None:
+    """One clear line for the usual slips: a model class instead of a model, arguments in the wrong place."""
+    if isinstance(model, type):
+        raise CourseTypeError(f"fit needs a model, not the class {model.__name__}: create one first, "
+                              f"e.g. cu.{model.__name__}()")
+    if not isinstance(model, nn.Module) or next(model.parameters(), None) is None:
+        raise CourseTypeError(f"fit needs a course model with parameters, got {type(model).__name__}")
+    for label, value in (("train", train), ("test", test)):
+        allowed = (MNISTSplit,) if label == "train" else (MNISTSplit, type(None))
+        if not isinstance(value, allowed):
+            hint = ": pass it as config=..." if isinstance(value, TrainConfig) else ""
+            raise CourseTypeError(f"{label} must be an MNISTSplit (cu.load_mnist({label!r}) or cu.MNISTSplit(x, y)), "
+                                  f"got {type(value).__name__}{hint}")
+    if not isinstance(config, TrainConfig):
+        raise CourseTypeError(f"config must be a cu.TrainConfig, e.g. cu.TrainConfig(epochs=5), "
+                              f"got {type(config).__name__}")
 
 
 @torch.no_grad()

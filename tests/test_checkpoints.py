@@ -192,13 +192,14 @@ def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
     payload = read_payload(path)
     payload["metrics"] = {"trap": _Malicious(str(marker))}
     torch.save(payload, path)
-    with pytest.raises(cu.CheckpointError, match="not a readable course checkpoint"):
+    with pytest.raises(cu.CheckpointError, match="refused because it could run code") as info:
         cu.load_checkpoint(path)
+    assert "weights_only" not in str(info.value)  # never the advice to turn the check off
     assert not marker.exists()
     # 2) a bare (legacy) pickle stream
     legacy = tmp_path / "legacy.pt"
     legacy.write_bytes(pickle.dumps({"format": FORMAT, "trap": _Malicious(str(marker))}, protocol=2))
-    with pytest.raises(cu.CheckpointError):
+    with pytest.raises(cu.CheckpointError, match="refused because it could run code"):
         cu.load_checkpoint(legacy)
     assert not marker.exists()
     # the trap is real: unpickling it without weights_only would have created the marker

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "course_utils"
 # Lowest layer first. A module may import only from modules of a lower rank (or its own rank's
 # package, for lessons and solutions, which import nothing of each other).
 LAYERS = [
-    "settings", "data", "losses", "models", "checkpoints", "training", "metrics", "latent", "recipes",
+    "settings", "data", "losses", "checks", "models", "checkpoints", "training", "metrics", "latent", "recipes",
     "plotting", "explorers", "lessons", "solutions", "colab", "cli", "__main__",
 ]
 MODEL_CLASSES = {"AutoEncoder", "VAE", "CVAE", "DigitClassifier", "LatentModel"}

@@ -4,15 +4,22 @@
 - ``course_models`` / ``plane_model``: the models of the explorers' picker, trained or
   loaded and prepared. The AE is ``ae-<VAE_LATENT>``: the same latent size as the VAE, so
   the two can be compared fairly.
-- ``activity_table`` / ``plot_activity``: how much each latent dimension carries.
-- ``slant`` / ``slant_effect``: which dimension tilts the digit.
+- ``activity_table`` / ``plot_activity``: how much each latent dimension carries;
+  ``settings_table`` / ``label_entropy``: what else differs between the VAE and the CVAEs.
+- ``slant`` / ``width`` / ``style_effect``: which dimension tilts or widens the digit.
+- ``traversal_reading``: does a CVAE's traversal keep the digit it was given?
+- ``label_sweep`` / ``plot_label_sweep``: one code z decoded with each label (the static view
+  of the digit picker).
+- ``path_sag``: how much a straight path between encoded means shortens the code.
+- ``path_confidence``: how the classifier reads the images along one path.
 - ``path_readability`` / ``readability_table`` / ``plot_path_readability``: do
   interpolation paths stay among digits?
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,10 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from ..data import MNISTSplit, load_mnist
-from ..latent import LINEAR, SPHERICAL, ExplorerModel, path_codes, prepare_model
-from ..metrics import PathReading, read_paths
+from ..latent import LINEAR, SPHERICAL, ExplorerModel, path_codes, prepare_model, traverse
+from ..metrics import PathReading, Readability, read_paths, readability
 from ..models import DigitClassifier
-from ..recipes import AE_LATENT_SIZES, VAE_LATENT, train_or_load
+from ..plotting import show_rows
+from ..recipes import AE_LATENT_SIZES, VAE_LATENT, course_recipe, train_or_load
 from ..settings import pick_device
 
 # The model picker: label shown -> course recipe name.
@@ -78,6 +86,25 @@ def activity_table(models: Mapping[str, ExplorerModel], top: int = 5) -> str:
     return "\n".join(lines)
 
 
+def settings_table(models: Mapping[str, ExplorerModel]) -> str:
+    """What else differs between the models besides the label: latent size, beta, epochs (this mode's recipes)."""
+    lines = [f"{'model':<15} {'recipe':<13} {'k':>3} {'beta':>5} {'epochs':>6} {'KL nats':>8}"]
+    for m in models.values():
+        if not m.variational:
+            continue
+        train = course_recipe(m.name).train
+        lines.append(f"{m.label:<15} {m.name:<13} {m.latent_dim:>3} {train.beta:>5g} {train.epochs:>6} "
+                     f"{float(m.activity.sum()):>8.1f}")
+    return "\n".join(lines)
+
+
+def label_entropy(y: torch.Tensor) -> float:
+    """H(y) in nats of the labels' empirical distribution: at most ln 10 = 2.30 for ten digits."""
+    p = torch.bincount(y.reshape(-1).cpu(), minlength=10).double() / y.numel()
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
 # ----------------------------------------------------------------------------- measures
 def slant(x: torch.Tensor) -> torch.Tensor:
     """Slant of each image (B,): how far the ink moves right per pixel upwards.
@@ -95,26 +122,99 @@ def slant(x: torch.Tensor) -> torch.Tensor:
     return (weight * u * v).sum((1, 2)) / (weight * v * v).sum((1, 2)).clamp_min(1e-8)
 
 
+def width(x: torch.Tensor) -> torch.Tensor:
+    """Width of each image (B,) in pixels: the spread (standard deviation) of the ink's columns."""
+    img = x.detach().float().reshape(-1, 28, 28).cpu()
+    weight = img / img.sum((1, 2), keepdim=True).clamp_min(1e-8)
+    cols = torch.arange(28.0).reshape(1, 1, 28)
+    u = cols - (weight * cols).sum((1, 2), keepdim=True)
+    return (weight * u * u).sum((1, 2)).sqrt()
+
+
 class DimensionEffect(NamedTuple):
     dims: list[int]  # dimensions sorted by |effect|, largest first
     effect: torch.Tensor  # (k,) average change of the measure per prior standard deviation of z[d]
+    per_label: torch.Tensor  # (k, 10) the same average over the test digits of each label (nan: none)
 
 
 @torch.no_grad()
-def slant_effect(m: ExplorerModel, test: MNISTSplit, n: int = 100, delta: float = 1.5) -> DimensionEffect:
-    """How much moving each dimension changes the slant: for n encoded test digits, set
-    z[d] to center - delta * scale and center + delta * scale and average the slope."""
-    x, y = test.x[:n], test.y[:n]
+def style_effect(m: ExplorerModel, test: MNISTSplit, measure: Callable[[torch.Tensor], torch.Tensor],
+                 n: int = 100, delta: float = 1.5) -> DimensionEffect:
+    """How much moving each dimension changes ``measure`` (``slant``, ``width``): for n encoded
+    test digits, set z[d] to center - delta * scale and center + delta * scale and average the slope.
+    A CVAE decodes each digit with its own label."""
+    x, y = test.x[:n], test.y[:n].cpu()
     base = m.encode(x, y).cpu()  # (n, k)
     effect = torch.zeros(m.latent_dim)
+    per_label = torch.full((m.latent_dim, 10), float("nan"))
     labels = y if m.conditional else None
     for d in range(m.latent_dim):
         low, high = base.clone(), base.clone()
         low[:, d] = m.center[d] - delta * m.scale[d]
         high[:, d] = m.center[d] + delta * m.scale[d]
-        effect[d] = (slant(m.decode(high, labels)) - slant(m.decode(low, labels))).mean() / (2 * delta)
+        change = (measure(m.decode(high, labels)) - measure(m.decode(low, labels))) / (2 * delta)
+        effect[d] = change.mean()
+        for c in range(10):
+            if bool((y == c).any()):
+                per_label[d, c] = change[y == c].mean()
     dims = torch.argsort(effect.abs(), descending=True).tolist()
-    return DimensionEffect(dims, effect)
+    return DimensionEffect(dims, effect, per_label)
+
+
+def slant_effect(m: ExplorerModel, test: MNISTSplit, n: int = 100, delta: float = 1.5) -> DimensionEffect:
+    """``style_effect`` of the slant: which dimension tilts the digit."""
+    return style_effect(m, test, slant, n, delta)
+
+
+@torch.no_grad()
+def traversal_reading(m: ExplorerModel, classifier: DigitClassifier, label: int, span: float = 3.0,
+                      steps: int = 9) -> torch.Tensor:
+    """The classifier's probability of ``label`` (rows, steps) for a CVAE's traversal of every
+    dimension (most active first) with that label and the others at zero."""
+    images = traverse(m, m.order, span, steps, y=torch.tensor([label]))
+    return classifier.probabilities(images)[:, label].reshape(len(m.order), steps).cpu()
+
+
+@torch.no_grad()
+def label_sweep(m: ExplorerModel, z: torch.Tensor) -> torch.Tensor:
+    """One code z (k,) decoded with each label 0..9: images (10, 1, 28, 28)."""
+    return m.decode(z.reshape(1, -1).repeat(10, 1), torch.arange(10)).cpu()
+
+
+def plot_label_sweep(models: Sequence[ExplorerModel], test: MNISTSplit, indices: Sequence[int]):
+    """For each CVAE and each test digit: the digit, then its code z (encoded with its own label)
+    decoded with y = 0, 1, ..., 9. The static view of the explorers' digit picker."""
+    rows = {}
+    for m in models:
+        if not m.conditional:
+            raise ValueError(f"{m.label} is not conditional: a label sweep needs a CVAE")
+        for i in indices:
+            x, y = test.x[i: i + 1], test.y[i: i + 1]
+            rows[f"{m.label}\nz of test #{i}"] = torch.cat([x.cpu(), label_sweep(m, m.encode(x, y)[0].cpu())])
+    return show_rows(rows, title="left: a test digit; then its code z decoded with y = 0, 1, ..., 9")
+
+
+class PathSag(NamedTuple):
+    median_norm: float  # median length of the encoded test codes (standardized: (z - center) / scale)
+    shell: float  # sqrt(k): where the prior N(0, I) puts almost all of its probability
+    midpoint_ratio: float  # median over pairs: |straight-line midpoint| / mean of the two endpoints' lengths
+
+
+def path_sag(m: ExplorerModel, pairs: int = 1000, seed: int = 0) -> PathSag:
+    """How far the encoded codes sit from the prior's shell, and how much a straight path's middle sags."""
+    z = (m.codes - m.center) / m.scale
+    g = torch.Generator().manual_seed(seed)
+    a, b = z[torch.randint(len(z), (pairs,), generator=g)], z[torch.randint(len(z), (pairs,), generator=g)]
+    ratio = (0.5 * (a + b)).norm(dim=1) / (0.5 * (a.norm(dim=1) + b.norm(dim=1))).clamp_min(1e-8)
+    return PathSag(float(z.norm(dim=1).median()), math.sqrt(m.latent_dim), float(ratio.median()))
+
+
+@torch.no_grad()
+def path_confidence(m: ExplorerModel, test: MNISTSplit, classifier: DigitClassifier, index_a: int, index_b: int,
+                    t: torch.Tensor, path: str = LINEAR) -> Readability:
+    """How the classifier reads the decoded images along the path from test digit #a to #b at ``t``."""
+    a, b = m.encode(test.x[[index_a, index_b]]).cpu()
+    return readability(classifier, m.decode(path_codes(m, a, b, t, path)))
 
 
 class ModelPathReading(NamedTuple):
