@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -171,3 +173,35 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     values = dict(line.split() for line in lines[1:])
     assert set(values) >= {"neg_elbo_nats", "recon_nats", "kl_nats", "mse_per_pixel", "psnr_db"}
     assert float(values["neg_elbo_nats"]) > 0
+
+
+def test_a_bad_out_is_refused_before_anything_trains(capsys, tmp_path, monkeypatch):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(cli, "train_or_load", must_not_train)
+    code, out, err = _main(capsys, "train", "vae", "--fast", "--out", str(blocker / "sub"))
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"python -m course_utils: error: cannot save checkpoints in {blocker / 'sub'}: it would lie inside "
+        f"{blocker}, which is a file, not a folder. Choose another folder (--out FOLDER)"
+    ]
+
+
+def test_fast_flag_sets_fast_mode_for_the_command_only(capsys, tmp_path, monkeypatch):
+    """--fast wins over any COURSE_FAST, even one the course cannot read, and only while the command runs."""
+    seen = []
+
+    def fake_train_or_load(name, recipe, directory):
+        seen.append((os.environ.get("COURSE_FAST"), recipe.train.train_size, directory))
+        return SimpleNamespace(loaded=True, path=directory / f"{name}.pt")
+
+    monkeypatch.setattr(cli, "train_or_load", fake_train_or_load)
+    monkeypatch.setenv("COURSE_FAST", "maybe")
+    code, _, err = _main(capsys, "train", "vae", "--fast")
+    assert code == 0, err
+    assert seen == [("1", cu.settings.FAST_TRAIN_SIZE, cu.checkpoint_dir().parent / "fast")]
+    assert os.environ["COURSE_FAST"] == "maybe"  # restored afterwards
