@@ -13,6 +13,8 @@ in .venv), or when .venv cannot import course_utils.
                                        hub presents it (Linux, root: a private mount namespace; minutes)
     python course.py hub-test [ARGS]   start a real JupyterHub on 127.0.0.1 and run notebook 04 for several
                                        students at once (Linux, Node.js; installs its own tools in .hub-env)
+    python course.py colab-test [ARGS] run every notebook in full mode in a Colab-like runtime (Colab's
+                                       package versions, its set-up cell; makes .venv-colab)
 
 Use ``py`` on Windows and ``python3`` on macOS and Linux in place of ``python``.
 """
@@ -32,8 +34,9 @@ STAMP_NAME = ".course-installed"
 STAMPED_FILES = ("requirements.txt", "pyproject.toml")
 PYTEST_FLAGS = ["-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900", "-q"]
 PYTEST_PATHS = ["tests", "notebooks"]
-COMMANDS = ("lab", "test", "execute", "classroom-test", "hub-test")
-USAGE = "usage: python course.py lab | test [pytest args] | execute | classroom-test | hub-test [args]"
+COMMANDS = ("lab", "test", "execute", "classroom-test", "hub-test", "colab-test")
+USAGE = ("usage: python course.py lab | test [pytest args] | execute | classroom-test | hub-test [args]"
+         " | colab-test [args]")
 
 
 def say(message: str) -> None:
@@ -178,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return execute_command(python)
     if command == "classroom-test":
         return run([python, ROOT / "classroom" / "readonly_run.py", *extra], cwd=ROOT)
+    if command == "colab-test":  # every notebook in a Colab-like runtime (tests/colab_like_run.py)
+        return run([python, ROOT / "tests" / "colab_like_run.py", *extra], cwd=ROOT)
     return run([python, ROOT / "classroom" / "hub_test.py", *extra], cwd=ROOT)  # hub-test
 
 

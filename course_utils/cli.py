@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,9 +41,17 @@ GROUPS = {
     "vae": "notebook 02's VAE",
     "cvae-concat": "notebook 03's CVAE, label concatenated",
     "cvae-project": "notebook 03's CVAE, label projection added to z",
+    "cvae-prior": "notebook 03's CVAE with a learned prior per label",
     "classifier": "the CNN that judges generated digits",
     "all": "every model the four notebooks use",
 }
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps help text only at spaces, so that a name such as cvae-prior is never cut at its hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train = sub.add_parser("train", help="train models and save checkpoints",
+    train = sub.add_parser("train", help="train models and save checkpoints", formatter_class=_Formatter,
                            description="Train course models and save them as checkpoints.")
     train.add_argument("what", choices=[*GROUPS, *course_names()], metavar="WHAT",
                        help="; ".join(f"{k}: {v}" for k, v in GROUPS.items()) + "; or one model's name (vae-2d, ...)")
@@ -66,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder for the checkpoints (default: checkpoints/trained, or checkpoints/fast "
                             "in fast mode; give --out checkpoints to replace the shipped ones)")
     train.add_argument("--fast", action="store_true", help="fast mode: a small subset, few epochs")
-    ev = sub.add_parser("evaluate", help="print a checkpoint's test metrics",
+    ev = sub.add_parser("evaluate", help="print a checkpoint's test metrics", formatter_class=_Formatter,
                         description="Print the test metrics of a saved checkpoint.")
     ev.add_argument("path", type=Path, help="a .pt file written by train or train_or_load")
     ev.add_argument("--importance-samples", type=_non_negative, default=0,

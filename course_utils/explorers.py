@@ -77,7 +77,7 @@ def _image(scale: int = SCALE) -> w.Image:
 
 def _digit_picker() -> w.ToggleButtons:
     return w.ToggleButtons(options=[(str(d), d) for d in range(10)], value=0, description="digit y",
-                           style={"button_width": "26px"})
+                           style={"button_width": "34px"})
 
 
 def _column(children: Sequence[w.Widget], **layout: str) -> w.VBox:

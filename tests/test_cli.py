@@ -203,5 +203,5 @@ def test_fast_flag_sets_fast_mode_for_the_command_only(capsys, tmp_path, monkeyp
     monkeypatch.setenv("COURSE_FAST", "maybe")
     code, _, err = _main(capsys, "train", "vae", "--fast")
     assert code == 0, err
-    assert seen == [("1", cu.settings.FAST_TRAIN_SIZE, cu.checkpoint_dir().parent / "fast")]
+    assert seen == [("1", cu.settings.FAST_TRAIN_SIZE, cu.settings.work_dir() / "checkpoints" / "fast")]
     assert os.environ["COURSE_FAST"] == "maybe"  # restored afterwards

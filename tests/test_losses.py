@@ -218,3 +218,33 @@ def test_importance_sampled_nll_works_for_a_cvae(x_batch, y_batch):
 def test_importance_sampled_nll_rejects_k_below_one(x_batch):
     with pytest.raises(ValueError, match="k must be at least 1"):
         cu.importance_sampled_nll(small_vae(), x_batch, k=0)
+
+
+def test_kl_between_two_diagonal_gaussians_matches_torch_distributions(posterior):
+    mu, logvar = posterior
+    generator = torch.Generator().manual_seed(1)
+    prior_mu = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    prior_logvar = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    q = Normal(mu, torch.exp(0.5 * logvar))
+    p = Normal(prior_mu, torch.exp(0.5 * prior_logvar))
+    expected = kl_divergence(q, p).sum(1)
+    torch.testing.assert_close(cu.losses.gaussian_kl_between(mu, logvar, prior_mu, prior_logvar), expected)
+    # against N(0, I) it is notebook 02's closed form; against itself it is 0
+    zeros = torch.zeros_like(mu)
+    torch.testing.assert_close(cu.losses.gaussian_kl_between(mu, logvar, zeros, zeros), cu.gaussian_kl(mu, logvar))
+    torch.testing.assert_close(cu.losses.gaussian_kl_between(mu, logvar, mu, logvar), torch.zeros(6, dtype=mu.dtype))
+    # one prior row broadcasts against every posterior row
+    row = cu.losses.gaussian_kl_between(mu, logvar, prior_mu[:1], prior_logvar[:1])
+    torch.testing.assert_close(row, kl_divergence(q, Normal(prior_mu[:1], torch.exp(0.5 * prior_logvar[:1]))).sum(1))
+
+
+def test_kl_is_unchanged_when_both_gaussians_shift_and_scale_together(posterior):
+    """The fact behind notebook 03: project is a learned prior, and the standardized code of the prior CVAE."""
+    mu, logvar = posterior
+    generator = torch.Generator().manual_seed(2)
+    shift = torch.randn(6, 5, generator=generator, dtype=torch.float64) * 3
+    log_scale2 = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    before = cu.gaussian_kl(mu, logvar)
+    after = cu.losses.gaussian_kl_between(mu * torch.exp(0.5 * log_scale2) + shift, logvar + log_scale2,
+                                          shift, log_scale2)
+    torch.testing.assert_close(after, before)

@@ -9,7 +9,7 @@ from conftest import small_ae, small_classifier, small_cvae, small_vae
 import course_utils as cu
 
 B, K = 8, 4  # batch size of x_batch; latent size of the small models
-CONDITIONINGS = ["concat", "project"]
+CONDITIONINGS = ["concat", "project", "prior", "project-relu"]
 
 
 def _in_unit_interval(t: torch.Tensor) -> bool:
@@ -71,7 +71,7 @@ def test_cvae_shapes_and_ranges(x_batch, y_batch, conditioning):
     assert out.mu.shape == out.logvar.shape == out.z.shape == (B, K)
     assert out.x_hat.shape == (B, 1, 28, 28)
     assert _in_unit_interval(out.x_hat)
-    width = K + 10 if conditioning == "concat" else K
+    width = K + 10 if conditioning in ("concat", "prior") else K
     assert model.decoder_input(out.z, y_batch).shape == (B, width)
 
 
@@ -308,3 +308,74 @@ def test_model_classes_registry_rebuilds_every_model():
     assert set(MODEL_CLASSES) == {"AutoEncoder", "VAE", "CVAE", "DigitClassifier"}
     for cls, config_cls in MODEL_CLASSES.values():
         assert isinstance(cls(config_cls()), cls)
+
+
+# ----------------------------------------------------------------------------- the learned prior, seed 003's design
+def _prior_cvae(seed: int = 0) -> cu.CVAE:
+    """A "prior" CVAE whose prior tables are moved away from N(0, I), as training would."""
+    model = small_cvae("prior", seed=seed)
+    with torch.no_grad():
+        model.prior_mu.normal_(0, 2, generator=torch.Generator().manual_seed(seed))
+        model.prior_logvar.normal_(0, 0.5, generator=torch.Generator().manual_seed(seed + 1))
+    return model
+
+
+def test_learned_prior_starts_at_the_standard_normal_and_has_one_row_per_label(y_batch):
+    model = small_cvae("prior")
+    prior = model.prior(y_batch)
+    assert prior.mu.shape == prior.logvar.shape == (B, K)
+    assert not prior.mu.any() and not prior.logvar.any()
+    model = _prior_cvae()
+    prior = model.prior(y_batch)
+    torch.testing.assert_close(prior.mu, model.prior_mu[y_batch].detach())
+    torch.testing.assert_close(prior.logvar, model.prior_logvar[y_batch].detach())
+    assert not small_cvae("concat").prior(y_batch).mu.any()  # N(0, I) for the other variants
+
+
+def test_learned_prior_loss_is_the_two_gaussian_kl_and_equals_the_standardized_elbo(x_batch, y_batch):
+    from course_utils.models import _elbo_parts
+
+    model = _prior_cvae()
+    eps = torch.randn(B, K, generator=torch.Generator().manual_seed(0))
+    parts = model.loss(x_batch, y_batch, beta=2.0, eps=eps)
+    q, p = model.encode_u(x_batch, y_batch), model.prior(y_batch)
+    kl = cu.losses.gaussian_kl_between(q.mu, q.logvar, p.mu, p.logvar).mean()
+    torch.testing.assert_close(parts.kl, kl)
+    torch.testing.assert_close(parts.loss, parts.recon + 2.0 * kl)
+    # The interface's standardized z gives the same bound with notebook 02's KL against N(0, I)
+    same = _elbo_parts(model(x_batch, y_batch, eps=eps), x_batch, 2.0)
+    for a, b in zip(parts, same, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    assert float(kl.detach()) > 1.0  # the moved prior is far from N(0, I): the check is not trivially 0 = 0
+
+
+def test_learned_prior_decodes_u_and_samples_from_the_labels_prior(x_batch, y_batch):
+    model = _prior_cvae()
+    q_u, q_z = model.encode_u(x_batch, y_batch), model.encode(x_batch, y_batch)
+    p = model.prior(y_batch)
+    # decode(z, y) reads u = mu_y + sigma_y z: the standardized mean maps back to q(u)'s mean
+    torch.testing.assert_close(model.decoder_input(q_z.mu, y_batch)[:, :K], q_u.mu, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(q_z.logvar, q_u.logvar - p.logvar)
+    # at temperature 0 a sample is the label's prior mean, decoded with the label
+    labels = torch.tensor([2, 7])
+    expected = torch.sigmoid(model.decoder(torch.cat([model.prior_mu[labels], torch.eye(10)[labels]], 1)))
+    torch.testing.assert_close(model.sample(labels, temperature=0.0).flatten(1), expected.detach())
+
+
+def test_seed_003_design_has_a_label_blind_encoder_and_non_negative_offsets(x_batch, y_batch):
+    model = small_cvae("project-relu")
+    a, b = model.encode(x_batch, y_batch), model.encode(x_batch, (y_batch + 3) % 10)
+    assert torch.equal(a.mu, b.mu) and torch.equal(a.logvar, b.logvar)
+    assert model.encoder[0][0].in_features == 784
+    z = torch.zeros(10, K)
+    assert (model.decoder_input(z, torch.arange(10)) >= 0).all()
+    assert model.label_projection.bias is not None
+
+
+def test_projection_init_std_none_keeps_pytorchs_init():
+    torch.manual_seed(0)
+    default = cu.CVAE(cu.CVAEConfig(latent_dim=K, hidden_dims=(8,), conditioning="project", projection_init_std=None))
+    bound = 1 / 10**0.5  # kaiming-uniform bound of nn.Linear(10, k): 1 / sqrt(fan_in)
+    assert float(default.label_projection.weight.abs().max()) <= bound
+    wide = small_cvae("project")
+    assert float(wide.label_projection.weight.std()) > 1.5  # the course's std 3

@@ -64,7 +64,7 @@ def test_summaries_and_the_gap_rule():
                                 + [run("project", s, 0.99 + 0.001 * s) for s in range(3)])
     gap = cd.compare_variants(clear, "label_accuracy", higher_is_better=True)
     assert gap.leader == "project" and gap.clear is True and gap.gap == pytest.approx(0.09)
-    assert "larger than the noise" in cd.describe_gap(gap)
+    assert gap.test.verdict == "clear" and "p < 0.001: clear" in cd.describe_gap(gap)
     noisy = cd.comparison_table([run("concat", s, [0.90, 0.99, 0.95][s]) for s in range(3)]
                                 + [run("project", s, [0.96, 0.92, 0.97][s]) for s in range(3)])
     assert cd.compare_variants(noisy, "label_accuracy", True).clear is False

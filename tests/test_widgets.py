@@ -245,3 +245,127 @@ def test_nb04_solutions_pass_their_checks(key):
     exercise = solutions.get(key)
     correct, feedback = exercise.checker(exercise.solver())
     assert correct, feedback
+
+
+# ----------------------------------------------------------------------------- notebook 04's lesson measures
+def test_width_measures_the_spread_of_the_columns():
+    narrow, wide = torch.zeros(1, 1, 28, 28), torch.zeros(1, 1, 28, 28)
+    narrow[..., 4:24, 13:15] = 1.0  # two columns: spread 0.5 px
+    wide[..., 4:24, 4:24] = 1.0  # twenty columns: spread sqrt((20^2 - 1) / 12) px
+    assert nb04.width(narrow).item() == pytest.approx(0.5, abs=1e-4)
+    assert nb04.width(wide).item() == pytest.approx(((20**2 - 1) / 12) ** 0.5, abs=1e-3)
+
+
+def test_label_entropy_is_at_most_ln_10():
+    assert nb04.label_entropy(torch.arange(10).repeat(7)) == pytest.approx(2.302585, abs=1e-5)
+    assert nb04.label_entropy(torch.zeros(20, dtype=torch.long)) == pytest.approx(0.0)
+
+
+def test_path_sag_of_orthogonal_codes():
+    m = latent.prepare_model("VAE", "vae", cu.VAE(cu.VAEConfig(latent_dim=2, hidden_dims=HIDDEN)),
+                             cu.load_mnist("test", limit=20))
+    m.codes = torch.tensor([[3.0, 0.0], [0.0, 3.0]])  # two codes of length 3 at right angles
+    sag = nb04.path_sag(m, pairs=400)
+    assert sag.median_norm == pytest.approx(3.0) and sag.shell == pytest.approx(2 ** 0.5)
+    assert sag.midpoint_ratio == pytest.approx(2 ** -0.5, abs=1e-4)  # pairs of one code with itself give 1, others 0.71
+
+
+def test_label_sweep_and_traversal_reading(models, test_split):
+    cvae = models["CVAE (project)"]
+    images = nb04.label_sweep(cvae, torch.zeros(cvae.latent_dim))
+    assert images.shape == (10, 1, 28, 28)
+    assert torch.allclose(images[3:4], cvae.decode(torch.zeros(1, cvae.latent_dim), torch.tensor([3])))
+    classifier = cu.DigitClassifier(cu.ClassifierConfig(channels=(4, 8), hidden_dim=16)).eval()
+    p7 = nb04.traversal_reading(cvae, classifier, 7, steps=5)
+    assert p7.shape == (cvae.latent_dim, 5) and bool(((p7 >= 0) & (p7 <= 1)).all())
+    with pytest.raises(ValueError, match="not conditional"):
+        nb04.plot_label_sweep([models["VAE"]], test_split, [0])
+
+
+# ----------------------------------------------------------------------------- notebook 04's exercises
+def _late_binding_explorer(m, dims):
+    """The classic mistake: every callback sees the loop's last d."""
+    z = m.center.clone().reshape(1, -1)
+    image = ipywidgets.Image(value=digit_png(m.decode(z)), format="png")
+    sliders = []
+    for d in dims:
+        low, high = m.slider_range(d)
+        slider = ipywidgets.FloatSlider(value=0.0, min=low, max=high, step=0.05)
+
+        def on_change(change):
+            z[0, d] = change["new"]  # noqa: B023 (the bug this test is about)
+            image.value = digit_png(m.decode(z))
+
+        slider.observe(on_change, names="value")
+        sliders.append(slider)
+    return explorers.MiniExplorer(sliders, image, ipywidgets.VBox(sliders))
+
+
+def _shared_center_explorer(m, dims):
+    """Edits m.center itself: z = m.center.reshape(1, -1) shares its memory."""
+    z = m.center.reshape(1, -1)
+    image = ipywidgets.Image(value=digit_png(m.decode(z)), format="png")
+    sliders = []
+    for d in dims:
+        low, high = m.slider_range(d)
+        slider = ipywidgets.FloatSlider(value=0.0, min=low, max=high, step=0.05)
+
+        def on_change(change, d=d):
+            z[0, d] = change["new"]
+            image.value = digit_png(m.decode(z))
+
+        slider.observe(on_change, names="value")
+        sliders.append(slider)
+    return explorers.MiniExplorer(sliders, image, ipywidgets.VBox(sliders))
+
+
+def test_build_explorer_check_catches_the_usual_mistakes():
+    check = cu.solutions.get("04.build-explorer").checker
+    correct, feedback = check(_late_binding_explorer)
+    assert not correct and "last d" in feedback
+    correct, feedback = check(_shared_center_explorer)
+    assert not correct and "m.center" in feedback
+    assert not check(lambda m, dims: None)[0]
+    assert not check("build_explorer")[0]
+    prepared = cu.solutions.nb04._prepared("vae", "VAE")
+    assert torch.equal(prepared.center, torch.zeros(prepared.latent_dim))  # the check put m.center back
+
+
+def test_digit_picker_check_needs_the_picked_label():
+    check = cu.solutions.get("04.digit-picker").checker
+    solution = cu.solutions.get("04.digit-picker").solver()
+
+    def ignores_the_label_after_a_move(m, dims):
+        built = solution(m, dims)
+        for slider in built.sliders:  # a second callback that redraws with label 0
+            slider.observe(lambda change: setattr(built.image, "value", digit_png(
+                m.decode(m.center.reshape(1, -1), torch.tensor([0])))), names="value")
+        return built
+
+    assert not check(ignores_the_label_after_a_move)[0]
+    with pytest.raises(ValueError, match="give the digit labels"):  # exercise 1's explorer decodes without y
+        check(cu.solutions.get("04.build-explorer").solver())
+    assert not cu.solutions.check("04.digit-picker", cu.solutions.get("04.build-explorer").solver())
+
+
+def test_measured_exercises_reject_wrong_answers():
+    width = cu.solutions.nb04._width_effect()
+    weakest = width.dims[-1]
+    assert not cu.solutions.get("04.cvae-width").checker(weakest)[0]
+    with pytest.raises(ValueError):
+        cu.solutions.get("04.cvae-width").checker(99)
+    a, b, t = cu.solutions.get("04.ae-hole").solver()
+    correct, feedback = cu.solutions.get("04.ae-hole").checker((a, b, 0.0))  # t = 0: the test digit itself
+    assert not correct and "less readable" in feedback
+    assert not cu.solutions.get("04.ae-hole").checker((a, a, 0.5))[0]  # a digit to itself: no hole
+
+
+def test_working_uses_the_answer_only_when_it_passes(capsys):
+    from course_utils.solutions.nb04 import working
+
+    solution = cu.solutions.get("04.build-explorer").solver()
+    assert working("04.build-explorer", solution) is solution
+    assert "your answer" in capsys.readouterr().out
+    assert working("04.build-explorer", _late_binding_explorer) is not _late_binding_explorer
+    assert working("04.build-explorer", ...) is not None
+    assert "the course's solution" in capsys.readouterr().out

@@ -1,20 +1,15 @@
 """Notebook 01: an autoencoder as a compressor, PCA as its linear baseline, and why
-an autoencoder's code space is not something you can sample from.
+an autoencoder's code space is not something you can sample from. Everything is measured:
 
-Everything here is measured, not eyeballed:
-
-- ``compression_row`` / ``CompressionRow``: the size of a code (numbers and bytes) and
-  what it costs in distortion (MSE per pixel, PSNR);
-- ``fit_pca`` / ``PCA``: principal components from ``torch.linalg.eigh`` of the pixel
-  covariance (fit on training images, scored on test images);
-- ``encode_all``, ``code_box`` / ``sample_code_box``, ``interpolate_codes``: codes of a
-  data set, uniform samples from their bounding box, straight lines between two codes;
-- ``readability`` and ``nearest_code_distance``: two ways to say a decoded code fell into
-  a "hole" (the digit classifier is unsure; the code is far from every training code);
-- ``code_confusion`` / ``most_confused_pair``: which digits a 2-D code mixes up, by a
-  nearest-neighbour vote among training codes;
-- plots of distortion against code size, of readability against code size, and of an
-  interpolation path.
+- ``compression_row``: a code's size (numbers, bytes) and its distortion (MSE per pixel, PSNR);
+- ``fit_pca`` / ``PCA``: principal components from ``torch.linalg.eigh`` of the pixel covariance;
+- ``code_box`` / ``sample_code_box``, ``interpolate_codes``: uniform draws from the bounding box
+  of a set of codes, straight lines between two codes;
+- ``nearest_code_distance``, ``code_confusion`` / ``most_confused_pair``: holes between codes,
+  and which digits a 2-D code mixes up (a nearest-neighbour vote among training codes);
+- ``classifier_features`` / ``frechet_distance``: a sample-quality measure that compares whole
+  sets of images (the FID's formula on the digit classifier's features), not one confidence;
+- the notebook's plots (distortion, readability, digit mix, interpolation paths).
 """
 
 from __future__ import annotations
@@ -33,8 +28,8 @@ from torch import nn
 
 from ..data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS, MNISTSplit, load_mnist
 from ..metrics import PathReading, Readability, codes, decode_images, psnr_db, read_paths
-from ..models import LatentModel
-from ..plotting import image_grid, plot_latent_scatter
+from ..models import DigitClassifier
+from ..plotting import DIGIT_COLORS, image_grid
 from ..settings import is_fast_mode, split_limits
 
 IMAGE_BYTES = NUM_PIXELS  # an MNIST image stored as it ships: one uint8 per pixel
@@ -200,11 +195,6 @@ def pca_components_to_match(pca: PCA, x: torch.Tensor, target_mse: float) -> int
 
 
 # ----------------------------------------------------------------------------- codes
-def encode_all(model: LatentModel, x: torch.Tensor) -> torch.Tensor:
-    """The code of every image of ``x``, (N, k) on the CPU: ``metrics.codes`` (z for an AE, mu for a VAE)."""
-    return codes(model, x)
-
-
 class CodeBox(NamedTuple):
     low: torch.Tensor  # (k,) smallest value of each code coordinate
     high: torch.Tensor  # (k,) largest value of each code coordinate
@@ -216,11 +206,7 @@ def code_box(z: torch.Tensor) -> CodeBox:
 
 
 def sample_code_box(z: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` codes drawn uniformly from the bounding box of ``z`` (a naive "generator").
-
-    In k dimensions the box is mostly empty corners: the codes of real digits fill a
-    thin, curved part of it, and a uniform draw almost never lands there when k is large.
-    """
+    """``n`` codes drawn uniformly from the bounding box of ``z`` (a naive "generator" that lands in empty corners)."""
     box = code_box(z)
     u = torch.rand(n, z.shape[1], generator=generator, dtype=z.dtype)
     return box.low + u * (box.high - box.low)
@@ -267,7 +253,7 @@ def code_confusion_of(model: nn.Module, data: LessonData, neighbours: int = 15,
                       voters: int = 10_000) -> torch.Tensor:
     """``code_confusion`` of a model's codes: the first ``voters`` training codes vote on every test code."""
     train = data.train.subset(voters)
-    z_train, z_test = encode_all(model, train.x), encode_all(model, data.test.x)
+    z_train, z_test = codes(model, train.x), codes(model, data.test.x)
     return code_confusion(z_train, train.y.cpu(), z_test, data.test.y.cpu(), neighbours)
 
 
@@ -287,6 +273,51 @@ def confused_pairs(confusion: torch.Tensor) -> list[DigitPair]:
 def most_confused_pair(confusion: torch.Tensor) -> DigitPair:
     """The digit pair (a < b) with the largest ``(confusion[a, b] + confusion[b, a]) / 2``."""
     return confused_pairs(confusion)[0]
+
+
+# ----------------------------------------------------------------------------- sample quality
+@torch.no_grad()
+def classifier_features(classifier: DigitClassifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """The digit classifier's last hidden layer for each image: (N, 128) float64 on the CPU, dropout off."""
+    was_training = classifier.training
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    hidden = classifier.head[:-2]  # everything before the last dropout and the 10 class scores
+    out = [hidden(classifier.features(images[i : i + batch_size].to(device).reshape(-1, *IMAGE_SHAPE))).double().cpu()
+           for i in range(0, len(images), batch_size)]
+    classifier.train(was_training)
+    return torch.cat(out)
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two sets of features, (N, F) and (M, F).
+
+    ||m_a - m_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)): the formula of the FID (Heusel et
+    al. 2017), here on the course classifier's features. It compares whole sets, so a set
+    of samples that is too blurry, too inky or shows too few digits is far from real ones
+    even when the classifier reads each sample confidently. It depends on the set size:
+    compare sets of equal size, and read it against two sets of real digits.
+    """
+    a, b = a.double(), b.double()
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T  # C_a^(1/2)
+    # tr (C_a C_b)^(1/2) = sum of the square roots of the eigenvalues of C_a^(1/2) C_b C_a^(1/2)
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((a.mean(0) - b.mean(0)).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+def plot_codes_shuffled(z: torch.Tensor, y: torch.Tensor, title: str, ax=None, seed: int = 0):
+    """2-D codes coloured by digit, drawn in a random order, so that no digit is painted over the others."""
+    order = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))
+    z, y = z.detach().float().cpu()[order], y.cpu()[order]
+    fig, ax = plt.subplots(figsize=(5.5, 5)) if ax is None else (ax.figure, ax)
+    ax.scatter(z[:, 0].numpy(), z[:, 1].numpy(), s=2, c=DIGIT_COLORS(y.numpy()), alpha=0.6)
+    for d in range(NUM_CLASSES):  # legend entries only
+        ax.scatter([], [], s=8, color=DIGIT_COLORS(d), label=str(d))
+    ax.set(xlabel="$z_1$", ylabel="$z_2$", title=title)
+    ax.legend(markerscale=2, fontsize=7, title="digit", loc="best", ncol=2)
+    return fig
 
 
 # ----------------------------------------------------------------------------- plots
@@ -328,17 +359,11 @@ def plot_pixel_statistics(x: torch.Tensor, title: str = "Pixel statistics of the
     return fig
 
 def plot_distortion_vs_code_size(ae_rows: Sequence[CompressionRow], pca_rows: Sequence[CompressionRow],
-                                 reference: dict[int, float] | None = None,
                                  title: str = "Distortion against code size (MNIST test set)"):
-    """Test MSE per pixel against k for the AE and PCA, log-log, with PSNR on the right axis.
-
-    ``reference`` (k -> MSE) adds published or previously measured points as crosses.
-    """
+    """Test MSE per pixel against k for the AE and PCA, log-log, with PSNR on the right axis."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for rows, style, label in ((pca_rows, "s--", "PCA (linear)"), (ae_rows, "o-", "autoencoder (MLP)")):
         ax.plot([r.latent_dim for r in rows], [r.mse_per_pixel for r in rows], style, label=label)
-    if reference:
-        ax.plot(list(reference), list(reference.values()), "kx", ms=8, label="PCA reference values")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ks = sorted({r.latent_dim for r in [*ae_rows, *pca_rows]})
@@ -368,7 +393,7 @@ def plot_codes_with_box(z: torch.Tensor, y: torch.Tensor, box: CodeBox, z_box: t
                         title: str = "2-D codes of test digits and uniform samples from a box"):
     """2-D codes ``z`` coloured by digit ``y``, the rectangle ``box``, and the codes ``z_box`` drawn from it."""
     fig, ax = plt.subplots(figsize=(7.2, 5.6))
-    plot_latent_scatter(z, y, title=title, ax=ax)
+    plot_codes_shuffled(z, y, title=title, ax=ax)
     low, high = box.low.tolist(), box.high.tolist()
     ax.add_patch(plt.Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1], fill=False, ls="--",
                                color="k", label="bounding box"))
@@ -459,16 +484,12 @@ def random_pairs(y: torch.Tensor, n: int, generator: torch.Generator | None = No
 
 
 def plot_interpolation(paths: dict[str, torch.Tensor], confidence: dict[str, torch.Tensor],
-                       distance: dict[str, torch.Tensor] | None = None,
                        title: str = "Walking in a straight line between two codes"):
-    """Decoded images along each path (one row per path), and under them the classifier's
-    confidence (and, if given, the distance to the nearest training code) at each step."""
+    """Decoded images along each path (one row per path), and under them the classifier's confidence at each step."""
     names = list(paths)
     steps = len(next(iter(paths.values())))
-    n_panels = 2 if distance is None else 3
-    fig = plt.figure(figsize=(max(7.0, 0.62 * steps), 1.0 * len(names) + 2.6 * (n_panels - 1)))
-    heights = [0.9 * len(names)] + [2.2] * (n_panels - 1)
-    grid = fig.add_gridspec(n_panels, 1, height_ratios=heights)
+    fig = plt.figure(figsize=(max(7.0, 0.62 * steps), 1.0 * len(names) + 2.6))
+    grid = fig.add_gridspec(2, 1, height_ratios=[0.9 * len(names), 2.2])
     ax = fig.add_subplot(grid[0])
     images = torch.cat([paths[name] for name in names])
     ax.imshow(image_grid(images, nrow=steps), cmap="gray", vmin=0, vmax=1)
@@ -487,15 +508,6 @@ def plot_interpolation(paths: dict[str, torch.Tensor], confidence: dict[str, tor
     ax2.set_ylabel("classifier confidence")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
-    if distance is not None:
-        ax3 = fig.add_subplot(grid[2])
-        for i, name in enumerate(names):
-            if name in distance:
-                ax3.plot(t, distance[name].numpy(), "o-", ms=3, color=f"C{i}", label=name)
-        ax3.axhline(1.0, color="k", ls=":", lw=1)
-        ax3.set_xlabel("position t along the path")
-        ax3.set_ylabel("distance to nearest\ntraining code (relative)")
-        ax3.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

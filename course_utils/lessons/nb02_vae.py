@@ -13,6 +13,8 @@ Everything here is a measuring tool for a derivation the notebook makes on paper
   relative to the encoder's codes.
 - ``fit_gaussian`` / ``gaussian_grid_codes`` / ``empty_cell_share``: how much of a 2-D
   latent space's probability mass holds no code at all (the "holes").
+- ``linear_grid_codes`` / ``plot_two_grids``: a linear [-4, 4] grid beside the Gaussian-quantile
+  grid, decoded side by side;
 - ``prior_sampled_nll``: why p(x) is not estimated by sampling the prior. (The shared
   measures, such as ``metrics.active_units`` and ``metrics.kl_per_dimension``, are in
   ``course_utils.metrics``.)
@@ -27,11 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from ..losses import LOG_2PI, bernoulli_nll
 from ..metrics import CONFIDENT, readability
-from ..plotting import gaussian_grid
+from ..plotting import gaussian_grid, image_grid
 
 # ----------------------------------------------------------------------------- a tractable model
 
@@ -276,6 +280,34 @@ def gaussian_grid_codes(n: int = 15, limit: float = 0.95, fit: GaussianFit | Non
     u = torch.stack([u1.reshape(-1), u2.reshape(-1)], dim=1)
     fit = fit if fit is not None else standard_fit(2)
     return fit.mean + u @ fit.chol.T
+
+
+def linear_grid_codes(n: int = 15, half_width: float = 4.0) -> torch.Tensor:
+    """An n x n grid of 2-D codes equally spaced over [-half_width, half_width]^2, in ``gaussian_grid_codes``' order."""
+    values = torch.linspace(-half_width, half_width, n)
+    u1, u2 = torch.meshgrid(values, values.flip(0), indexing="xy")
+    return torch.stack([u1.reshape(-1), u2.reshape(-1)], dim=1)
+
+
+@torch.no_grad()
+def plot_two_grids(decode, grids: dict[str, torch.Tensor], title: str = ""):
+    """Decode several n x n grids of 2-D codes (``gaussian_grid_codes`` order) into mosaics side by side.
+
+    ``decode`` maps (B, 2) codes to logits; each mosaic's ticks show the z_1 and z_2 of its grid.
+    """
+    fig, axes = plt.subplots(1, len(grids), figsize=(6.2 * len(grids), 6.4), squeeze=False)
+    device = next(decode.__self__.parameters()).device if hasattr(decode, "__self__") else torch.device("cpu")
+    for ax, (name, z) in zip(axes[0], grids.items(), strict=True):
+        n = int(round(len(z) ** 0.5))
+        ax.imshow(image_grid(torch.sigmoid(decode(z.to(device))), nrow=n, pad=0), cmap="gray", vmin=0, vmax=1)
+        ticks = np.arange(n) * 28 + 14
+        ax.set_xticks(ticks[::2], [f"{v:.1f}" for v in z[:n, 0][::2].tolist()])
+        ax.set_yticks(ticks[::2], [f"{v:.1f}" for v in z[::n, 1][::2].tolist()])
+        ax.set(xlabel="$z_1$", ylabel="$z_2$", title=name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def empty_cell_share(z: torch.Tensor, n_per_axis: int = 20, fit: GaussianFit | None = None) -> float:

@@ -1,21 +1,21 @@
-"""Notebook 03: how a CVAE hears its label, and how to compare two ways of telling it.
+"""Notebook 03: how a CVAE hears its label, and how to compare the ways of telling it.
 
-The two variants of ``models.CVAE`` differ only in how the decoder gets the label y:
-``"concat"`` feeds [z; onehot(y)], ``"project"`` feeds z + P onehot(y). This module
-holds what notebook 03 measures about them:
+The variants of ``models.CVAE`` differ in how the label y enters: ``"concat"`` feeds the
+decoder [z; onehot(y)], ``"project"`` z + P onehot(y), ``"prior"`` adds a learned prior per
+label to concat (the priors themselves: ``nb03_prior``; the statistics: ``nb03_stats``):
 
 - the linear-algebra identity W [z; y] = W_z z + W_y y (``check_concat_identity``):
   concatenating a one-hot is adding a learned per-class bias;
 - parameter counts by part (``parameter_counts``) and the label's effect on the
   decoder's first layer with its rank (``label_effect``, ``matrix_rank``);
-- a seed-aware comparison, mean +- std over seeds (``run_result``,
+- a seed-aware comparison, mean +- std over seeds and Welch's t-test (``run_result``,
   ``comparison_table``, ``compare_variants``);
 - why label accuracy changes with the latent size: a latent probe (can a small
   classifier read the digit from the posterior means mu alone?, ``latent_probe``) and
   how far each label's codes sit from the N(0, I) that sampling draws from
   (``posterior_gap``); for "project", how close the digits' offsets P e_c crowd
   (``offset_crowding``); all collected per model by ``sweep_point``;
-- figures: per-digit sample grids, style transfer, confusion matrices, the sweep.
+- per-digit samples, style transfer and the hardest digits (figures: ``nb03_figures``).
 
 Names follow the math: x (images), z (codes), mu / logvar (q(z | x, y)), y (labels).
 """
@@ -36,9 +36,10 @@ from ..data import NUM_CLASSES, MNISTSplit
 from ..metrics import ACTIVE_VARIANCE, active_units, label_accuracy, posteriors
 from ..models import CVAE, DigitClassifier
 from ..recipes import Trained, course_recipe
+from .nb03_stats import BORDERLINE, WelchTest, format_p, welch_t_test
 
-VARIANTS = ("concat", "project")
-VARIANT_COLORS = {"concat": "tab:blue", "project": "tab:orange"}
+VARIANTS = ("concat", "project", "prior")  # recipes.CVAE_CONDITIONINGS: notebook 03's three variants
+VARIANT_COLORS = {"concat": "tab:blue", "project": "tab:orange", "prior": "tab:purple", "project-relu": "tab:brown"}
 LABEL_SAMPLES_PER_CLASS = 500  # generated digits per label when a lesson measures label accuracy
 LABEL_ACCURACY_TARGET = 0.98  # what the course asks of a default CVAE: at least this share drawn right
 PAD = 2  # pixels between the digits of a tiled grid (plotting.image_grid's default)
@@ -101,8 +102,8 @@ class ParameterCounts:
 
     conditioning: str
     latent_dim: int
-    encoder: int  # encoder MLP + to_mu + to_logvar (identical in both variants)
-    label_weights: int  # weights only the label touches in the decoder: W_y (concat) or P (project)
+    encoder: int  # encoder MLP + to_mu + to_logvar (identical in the variants whose encoder reads y)
+    label_weights: int  # weights only the label touches: W_y (concat), P (project), W_y + the prior's tables
     decoder_rest: int  # every other decoder weight and bias
     total: int
 
@@ -120,11 +121,12 @@ def parameter_counts(model: CVAE) -> ParameterCounts:
     k, c = model.config.latent_dim, model.config.num_classes
     encoder = _count(model.encoder) + _count(model.to_mu) + _count(model.to_logvar)
     decoder = _count(model.decoder)
-    if model.config.conditioning == "concat":
+    if model.config.conditioning in ("concat", "prior"):
         label = first_decoder_layer(model).out_features * c  # the W_y block of the first layer
         rest = decoder - label
+        label += 2 * c * k if model.config.conditioning == "prior" else 0  # prior_mu and prior_logvar
     else:
-        label = _count(model.label_projection)  # P: k x c
+        label = _count(model.label_projection)  # P: k x c (and seed 003's bias)
         rest = decoder
     total = _count(model)
     if encoder + label + rest != total:
@@ -137,11 +139,15 @@ def label_effect(model: CVAE) -> torch.Tensor:
     """(out, C) matrix: column c is what label c adds to the decoder's first pre-activation.
 
     concat: W_y (an independent bias per class). project: W_z P (the class offset P e_c,
-    a point in latent space, pushed through the same weights as z).
+    a point in latent space, pushed through the same weights as z). prior, at z = 0:
+    W_y + W_z mu_c (the label's bias plus its prior mean read by W_z).
     """
     layer = first_decoder_layer(model)
-    if model.config.conditioning == "concat":
-        return split_label_weights(layer, model.config.latent_dim).W_y.clone()
+    if model.config.conditioning in ("concat", "prior"):
+        W_z, W_y = split_label_weights(layer, model.config.latent_dim)
+        if model.config.conditioning == "prior":
+            return W_y + W_z @ model.prior_mu.detach().T
+        return W_y.clone()
     return layer.weight.detach() @ model.label_projection.weight.detach()
 
 
@@ -260,32 +266,36 @@ def comparison_table(results: Sequence[RunResult]) -> ComparisonTable:
 class Gap(NamedTuple):
     metric: str
     leader: str  # the variant with the better mean
+    other: str
     gap: float  # |mean difference|
-    standard_error: float  # of the difference of means: sqrt(s_a^2 / n_a + s_b^2 / n_b)
+    test: WelchTest  # Welch's t-test of the two variants' per-seed values (nb03_stats)
     largest_std: float  # the larger of the two seed-to-seed spreads
-    clear: bool | None  # gap > 2 standard errors (None with a single seed: cannot tell)
+    clear: bool | None  # p < 0.01 (None with a single seed: cannot tell); see test.verdict for "borderline"
 
 
-def compare_variants(table: ComparisonTable, metric: str, higher_is_better: bool) -> Gap:
-    """Which variant is ahead on ``metric``, and is the gap larger than the seed noise?"""
-    (va, a), (vb, b) = [(v, row[metric]) for v, row in table.rows.items()][:2]
+def compare_variants(table: ComparisonTable, metric: str, higher_is_better: bool,
+                     pair: tuple[str, str] | None = None) -> Gap:
+    """Which of two variants (the first two, or ``pair``) is ahead on ``metric``, and does it beat the seed noise?"""
+    va, vb = pair or tuple(table.rows)[:2]
+    a, b = table.rows[va][metric], table.rows[vb][metric]
+    values = {v: [getattr(r, metric) for r in table.results if r.conditioning == v] for v in (va, vb)}
+    if not all(values.values()):  # a table built without its runs: fall back on the summaries' means only
+        values = {va: [a.mean], vb: [b.mean]}
     a_better = (a.mean > b.mean) == higher_is_better
-    gap = abs(a.mean - b.mean)
-    if a.n < 2 or b.n < 2:
-        return Gap(metric, va if a_better else vb, gap, math.nan, math.nan, None)
-    se = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
-    return Gap(metric, va if a_better else vb, gap, se, max(a.std, b.std), bool(gap > 2 * se))
+    leader, other = (va, vb) if a_better else (vb, va)
+    test = welch_t_test(values[leader], values[other])
+    clear = None if math.isnan(test.p) else bool(test.p < BORDERLINE[0])
+    return Gap(metric, leader, other, abs(a.mean - b.mean), test, max(a.std, b.std), clear)
 
 
 def describe_gap(g: Gap, unit_format: str = "{:.3g}") -> str:
-    """One sentence for the notebook: who leads, by how much, and whether it beats the noise."""
+    """One sentence for the notebook: who leads, by how much, Welch's t-test and its verdict."""
     f = unit_format.format
-    head = f"{g.metric}: {g.leader} is ahead by {f(g.gap)}"
+    head = f"{g.metric}: {g.leader} is ahead of {g.other} by {f(g.gap)}"
     if g.clear is None:
         return head + " (one seed only: no spread to compare the gap with)"
-    verdict = "larger than" if g.clear else "within"
-    return (head + f"; seed-to-seed std up to {f(g.largest_std)}, standard error of the gap "
-            f"{f(g.standard_error)}: the gap is {verdict} the noise (rule: gap > 2 standard errors)")
+    return (head + f"; seed-to-seed std up to {f(g.largest_std)}; Welch's t = {abs(g.test.t):.2f}, "
+            f"{g.test.df:.1f} degrees of freedom, p {format_p(g.test.p)}: {g.test.verdict}")
 
 
 # ----------------------------------------------------------------------------- why: probes

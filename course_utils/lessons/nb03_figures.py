@@ -23,17 +23,19 @@ def plot_sweep(
     chance: float = 0.1,
     default_latent: int | None = None,
     target: float | None = LABEL_ACCURACY_TARGET,
+    swaps: dict[str, float] | None = None,
 ):
     """Four panels against latent size: label accuracy, then three measured reasons.
 
-    Label accuracy; the latent probe (digit read from mu); the mean KL of each digit's
-    aggregate posterior from N(0, I); and, for project, the distance between its two
-    closest digit offsets.
+    Label accuracy (with ``swaps``, model name -> label-swap accuracy, as dashed lines); the
+    latent probe (digit read from mu); the mean KL of each digit's aggregate posterior from
+    N(0, I); and, for project, the distance between its two closest digit offsets.
     """
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.2))
     axes = axes.flatten()
     panels = [
-        ("label_accuracy", "label accuracy of samples", "Does the decoder draw\nthe requested digit?"),
+        ("label_accuracy", "label accuracy (solid: samples; dashed: label swap)",
+         "Does the decoder draw\nthe requested digit?"),
         ("probe_accuracy", "probe accuracy (digit read from mu)", "Does z alone carry the digit?"),
         ("mean_kl", "mean over digits of KL(q(z|y) || N(0, I)) (nats)",
          "How far is each digit's code cloud\nfrom the N(0, I) samples come from?"),
@@ -47,6 +49,9 @@ def plot_sweep(
             values = [getattr(p, attr) for p in pts]
             if pts and not all(math.isnan(v) for v in values):
                 ax.plot([p.latent_dim for p in pts], values, "o-", color=VARIANT_COLORS[variant], label=variant)
+            if attr == "label_accuracy" and swaps and pts:
+                ax.plot([p.latent_dim for p in pts], [swaps[p.name] for p in pts], "s--", ms=4,
+                        color=VARIANT_COLORS[variant], alpha=0.7, label=f"{variant}: label swap")
         if attr == "label_accuracy" and target is not None:
             ax.axhline(target, color="green", ls=":", label=f"target {target:.0%}")
         if attr == "probe_accuracy":
@@ -184,3 +189,66 @@ def plot_test_curves(histories: dict[str, Trained], title: str = "Same budget: t
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+PRIOR_MARKERS = {"own": "o", "Gaussian": "s", "mixture": "^"}  # the frontier's prior kinds
+
+
+def _prior_kind(point: dict) -> str:
+    if not point["fitted_after_training"]:
+        return "own"
+    return "mixture" if point["prior"].startswith("mixture") else "Gaussian"
+
+
+def frontier_label(point: dict) -> str:
+    """A short name for a frontier point's training setting: "concat k8 b3 e10 (P init PyTorch)"."""
+    text = f"{point['conditioning']} k{point['latent_dim']} b{point['beta']:g} e{point['epochs']}"
+    if point["conditioning"].startswith("project") and point["projection_init_std"] is None:
+        text += " (P: PyTorch init)"
+    return text
+
+
+def plot_frontier(points: Sequence[dict], target_accuracy: float = LABEL_ACCURACY_TARGET,
+                  target_nats: float = 100.0, chosen: dict | None = None):
+    """Label accuracy at temperature 1 against test negative ELBO, one point per (setting, prior).
+
+    Colour: the conditioning; marker: the prior (the model's own, or a Gaussian or mixture
+    fitted per label after training); a grey line joins one trained model's priors. The
+    green corner is the goal (at least ``target_accuracy``, at most ``target_nats``).
+    """
+    fig, ax = plt.subplots(figsize=(10, 6.2))
+    models = list(dict.fromkeys(p["model"] for p in points))
+    for name in models:
+        pts = sorted((p for p in points if p["model"] == name), key=lambda p: p["neg_elbo_nats"])
+        ax.plot([p["neg_elbo_nats"] for p in pts], [p["label_accuracy"] for p in pts], "-", color="0.8", zorder=1)
+        own = next(p for p in pts if not p["fitted_after_training"])
+        ax.annotate(frontier_label(own), (own["neg_elbo_nats"], own["label_accuracy"]), fontsize=7,
+                    xytext=(4, -9), textcoords="offset points", color="0.3")
+        for p in pts:
+            ax.scatter(p["neg_elbo_nats"], p["label_accuracy"], marker=PRIOR_MARKERS[_prior_kind(p)], s=46,
+                       color=VARIANT_COLORS.get(p["conditioning"], "gray"), edgecolor="black", linewidth=0.4, zorder=3)
+    lo_x = min(p["neg_elbo_nats"] for p in points) - 1
+    ax.fill_between([lo_x, target_nats], target_accuracy, 1.0, color="green", alpha=0.12, label="goal")
+    ax.axhline(target_accuracy, color="green", ls=":", lw=1)
+    ax.axvline(target_nats, color="green", ls=":", lw=1)
+    if chosen is not None:
+        ax.scatter(chosen["neg_elbo_nats"], chosen["label_accuracy"], s=260, facecolor="none", edgecolor="red",
+                   linewidth=1.6, zorder=4, label="chosen")
+    for variant, color in VARIANT_COLORS.items():
+        if any(p["conditioning"] == variant for p in points):
+            ax.scatter([], [], color=color, marker="o", label=variant)
+    for kind, marker in PRIOR_MARKERS.items():
+        text = {"own": "the model's own prior", "Gaussian": "Gaussian fitted per label",
+                "mixture": "mixture fitted per label"}[kind]
+        ax.scatter([], [], color="white", edgecolor="black", marker=marker, label=text)
+    ax.set_xlim(lo_x, max(p["neg_elbo_nats"] for p in points) + 1)
+    ax.set_ylim(max(0.0, min(p["label_accuracy"] for p in points) - 0.03), 1.003)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.set_xlabel("test negative ELBO (nats per image, lower is better)")
+    ax.set_ylabel("label accuracy at temperature 1")
+    ax.set_title("The frontier: does the model draw the asked-for digit, and what does it cost in likelihood?")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    fig.tight_layout()
+    return fig
+

@@ -97,7 +97,8 @@ def label_swap(model: CVAE, classifier: DigitClassifier, data: MNISTSplit, n: in
     x, a = data.x[order.to(data.x.device)], data.y[order.to(data.y.device)].cpu()
     b = (a + torch.randint(1, NUM_CLASSES, (len(a),), generator=g)) % NUM_CLASSES
     mu = posteriors(model, x, a).mu  # the code of x under its own label
-    read = classifier.predict(decode_images(model, mu, b).to(next(classifier.parameters()).device)).cpu()
+    device = next(model.parameters()).device
+    read = classifier.to(device).predict(decode_images(model, mu, b).to(device)).cpu()
     return LabelSwap(float((read == b).float().mean()), float((read == a).float().mean()), len(a))
 
 
@@ -113,7 +114,8 @@ def aggregate_posterior_samples(model: CVAE, data: MNISTSplit, seed: int = 0) ->
 def _log_gaussian(z: torch.Tensor, mean: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
     """log N(z; mean, L L^T) for z (n, k) against K components (K, k), (K, k, k): shape (n, K)."""
     diff = z[:, None, :] - mean[None]  # (n, K, k)
-    solved = torch.linalg.solve_triangular(chol[None], diff[..., None], upper=False)[..., 0]  # L^-1 (z - m)
+    inverse = torch.linalg.solve_triangular(chol, torch.eye(z.shape[1], dtype=chol.dtype).expand_as(chol), upper=False)
+    solved = torch.einsum("kij,nkj->nki", inverse, diff)  # L^-1 (z - m)
     log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
     return -0.5 * (solved.pow(2).sum(-1) + log_det + z.shape[1] * LOG_2PI)
 
@@ -150,6 +152,17 @@ class FittedPrior:
         return z.float()
 
 
+def _kmeans_plus_plus(z: torch.Tensor, components: int, generator: torch.Generator) -> torch.Tensor:
+    """Starting means: a random code, then each next one drawn with probability ~ squared distance to the chosen."""
+    if components == 1:
+        return z.mean(0, keepdim=True)
+    chosen = [z[torch.randint(len(z), (1,), generator=generator)][0]]
+    for _ in range(components - 1):
+        d2 = torch.cdist(z, torch.stack(chosen)).min(1).values.pow(2)
+        chosen.append(z[torch.multinomial(d2 / d2.sum(), 1, generator=generator)][0])
+    return torch.stack(chosen)
+
+
 def fit_prior(z: torch.Tensor, y: torch.Tensor, components: int = 1, iterations: int = 100,
               ridge: float = 1e-4, seed: int = 0) -> FittedPrior:
     """Fit p(z | y) to codes by maximum likelihood: a Gaussian per label, or a mixture by EM.
@@ -157,7 +170,7 @@ def fit_prior(z: torch.Tensor, y: torch.Tensor, components: int = 1, iterations:
     Maximum likelihood on samples of the aggregate posterior is what maximizes the ELBO over
     the prior: the KL term averaged over images is E_x E_q[log q] - E_{q(z|y)}[log p(z | y)].
     ``ridge`` is added to every covariance's diagonal. EM starts from ``components`` codes
-    of the label picked at random (seeded).
+    of the label picked by k-means++ seeding (Arthur and Vassilvitskii 2007; seeded).
     """
     if components < 1:
         raise ValueError(f"components must be at least 1, got {components}")
@@ -170,7 +183,7 @@ def fit_prior(z: torch.Tensor, y: torch.Tensor, components: int = 1, iterations:
         zc = z[y == c]
         if len(zc) < components * (k + 1):
             raise ValueError(f"label {c} has {len(zc)} codes: too few for {components} components in {k} dimensions")
-        mean = zc[torch.randperm(len(zc), generator=g)[:components]] if components > 1 else zc.mean(0, keepdim=True)
+        mean = _kmeans_plus_plus(zc, components, g)
         cov = (torch.cov(zc.T).reshape(k, k) + ridge * eye).expand(components, k, k).clone()
         w = torch.full((components,), 1.0 / components, dtype=torch.float64)
         for _ in range(iterations if components > 1 else 0):
@@ -225,7 +238,7 @@ def score_prior(model: CVAE, prior: FittedPrior | None, test: MNISTSplit, classi
     else:
         labels = torch.arange(NUM_CLASSES).repeat_interleave(n_per_class)
         images = decode_images(model, prior.sample(labels, generator=g), labels)
-        read = classifier.predict(images.to(next(classifier.parameters()).device)).cpu()
+        read = classifier.to(device).predict(images.to(device)).cpu()
         accuracy = float((read == labels).float().mean())
     return PriorScore(accuracy, (recon_sum + kl_sum) / n, recon_sum / n, kl_sum / n)
 

@@ -105,6 +105,11 @@ def binomial_standard_error(share: float, n: int) -> float:
     return math.sqrt(max(share * (1 - share), 0.0) / n)
 
 
+def format_p(p: float) -> str:
+    """'= 0.054', or '< 0.001' for a p-value too small to print with three decimals."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 def describe_welch(metric: str, names: tuple[str, str], test: WelchTest, fmt: str = "{:.3g}") -> str:
     """One line for the notebook: the gap, Welch's t, its degrees of freedom, p and the verdict."""
     f = fmt.format
@@ -112,4 +117,4 @@ def describe_welch(metric: str, names: tuple[str, str], test: WelchTest, fmt: st
     if math.isnan(test.p):
         return f"{metric}: {a} - {b} = {f(test.difference)} (one seed each: no test possible)"
     return (f"{metric}: {a} - {b} = {f(test.difference)} (standard error {f(test.standard_error)}); "
-            f"Welch's t = {test.t:.2f} with {test.df:.1f} degrees of freedom, p = {test.p:.3f}: {test.verdict}")
+            f"Welch's t = {test.t:.2f} with {test.df:.1f} degrees of freedom, p {format_p(test.p)}: {test.verdict}")

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import math
+from typing import Any, NamedTuple
+
+import torch
 
 from ..lessons.nb01_compression import (
     byte_ratio,
     code_confusion_of,
     compression_ratio,
     confused_pairs,
+    frechet_distance,
     lesson_data,
     lesson_pca,
     pca_components_to_match,
 )
 from ..metrics import evaluate
+from ..models import AEConfig, AutoEncoder
 from ..recipes import course_recipe, train_or_load
+from ..settings import FAST_TRAIN_SIZE, is_fast_mode, seed_everything
+from ..training import TrainConfig, fit
 from .registry import exercise
 
 # ----------------------------------------------------------------------------- 01.byte-ratio
@@ -137,3 +145,143 @@ def pca_match_solution() -> int:
     target = cu.evaluate(ae8, data=data.test)["mse_per_pixel"]
     curve = cc.lesson_pca().mse_curve(data.test.x.cpu())  # PCA's test MSE for k = 0, 1, ..., 784
     return int(torch.nonzero(curve <= target)[0])
+
+
+# ----------------------------------------------------------------------------- 01.training-loop
+LOOP_CONFIG = AEConfig(latent_dim=8, hidden_dims=(256,))  # a small AE: 784-256-8, mirrored
+LOOP_BATCH = 128
+FALL_FACTOR = 3.0  # the mean loss of the last 10 steps must be at least this many times below the first 10
+MSE_MARGIN = 1.15  # the test MSE may be at most 15% above cu.fit's on the same budget
+
+
+class LoopBudget(NamedTuple):
+    images: int  # the first this many training images
+    steps: int  # Adam steps of batch LOOP_BATCH
+    epochs: int  # the same budget in passes over the images (what cu.fit counts)
+
+
+def loop_budget() -> LoopBudget:
+    """Full mode: 300 steps, one pass over the first 38,400 images; fast mode: 10 passes over 2,000."""
+    images, epochs = (FAST_TRAIN_SIZE, 10) if is_fast_mode() else (38_400, 1)
+    return LoopBudget(images, epochs * math.ceil(images / LOOP_BATCH), epochs)
+
+
+def loop_model(seed: int = 0) -> AutoEncoder:
+    """A fresh AE of ``LOOP_CONFIG`` with the weights every seed-``seed`` run starts from."""
+    seed_everything(seed)
+    return AutoEncoder(LOOP_CONFIG)
+
+
+@functools.lru_cache(maxsize=2)
+def _fit_reference(fast: bool) -> float:
+    budget, data = loop_budget(), lesson_data()
+    model = loop_model()
+    fit(model, data.train.subset(budget.images), config=TrainConfig(epochs=budget.epochs, batch_size=LOOP_BATCH),
+        progress=False)
+    return evaluate(model, data=data.test)["mse_per_pixel"]
+
+
+def reference_test_mse() -> float:
+    """Test MSE per pixel of ``loop_model()`` after ``cu.fit`` with the loop's budget (computed once per mode)."""
+    return _fit_reference(is_fast_mode())
+
+
+def _check_training_loop(answer: Any) -> tuple[bool, str]:
+    if not callable(answer):
+        return False, f"answer should be your function itself (no brackets), got a {type(answer).__name__}"
+    budget, data = loop_budget(), lesson_data()
+    model = loop_model()
+    losses = [float(v) for v in answer(model, data.train.subset(budget.images), budget.steps)]
+    if len(losses) != budget.steps:
+        return False, f"return the loss of every step: {budget.steps} numbers, got {len(losses)}"
+    if not all(math.isfinite(v) for v in losses):
+        return False, "some losses are not finite numbers"
+    if losses[0] > 1.0:
+        return False, (f"the first loss is {losses[0]:.4g}; an untrained model's MSE per pixel is about 0.1. "
+                       "Average over images and pixels (F.mse_loss), do not sum.")
+    fall = sum(losses[:10]) / max(sum(losses[-10:]), 1e-12)
+    if fall < FALL_FACTOR:
+        return False, (f"the loss fell only {fall:.1f}x (first 10 steps against the last 10; {FALL_FACTOR:g}x "
+                       "wanted). Does each step call zero_grad, backward and step, on a new batch?")
+    mse, reference = evaluate(model, data=data.test)["mse_per_pixel"], reference_test_mse()
+    if mse > MSE_MARGIN * reference:
+        return False, (f"the loss fell {fall:.1f}x, but the model you were given reaches a test MSE of {mse:.4f}, "
+                       f"more than 15% above cu.fit's {reference:.4f} on the same budget. Train that model in place.")
+    return True, (f"the loss fell {fall:.1f}x (from {losses[0]:.4f} to {losses[-1]:.4f}); test MSE {mse:.4f} "
+                  f"against cu.fit's {reference:.4f} after the same {budget.steps} steps.")
+
+
+TRAINING_LOOP_EXPLANATION = ("Adam on the model's parameters; for each batch: x_hat = model(x).x_hat, the MSE "
+                             "F.mse_loss(x_hat, x), then zero_grad, backward, step. When a pass over the images "
+                             "ends before `steps`, start the next one.")
+
+
+@exercise("01.training-loop", _check_training_loop, TRAINING_LOOP_EXPLANATION)
+def training_loop_solution():
+    import torch
+    import torch.nn.functional as F
+
+    import course_utils as cu
+
+    def train_autoencoder(model, data, steps, batch_size=128, lr=1e-3, seed=0):
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(seed)  # fixes the order of the batches
+        model.train()
+        losses = []
+        while len(losses) < steps:  # one shuffled pass over the images after another
+            for x, _ in cu.batches(data, batch_size, generator=generator):
+                loss = F.mse_loss(model(x).x_hat, x)  # (1 / N D) sum ||x - x_hat||^2
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                if len(losses) == steps:
+                    break
+        model.eval()
+        return losses
+
+    return train_autoencoder
+
+
+# ----------------------------------------------------------------------------- 01.frechet
+def _feature_sets(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    a = torch.randn(400, 6, generator=g, dtype=torch.float64) @ mix
+    b = torch.randn(300, 6, generator=g, dtype=torch.float64) @ (mix + 0.5 * torch.eye(6, dtype=torch.float64)) + 1.0
+    return [(a, b), (b, a), (a, a[torch.randperm(400, generator=g)])]  # symmetric, and 0 for the same set
+
+
+def _check_frechet(answer: Any) -> tuple[bool, str]:
+    if not callable(answer):
+        return False, f"answer should be your function itself (no brackets), got a {type(answer).__name__}"
+    for a, b in _feature_sets(0):
+        got, want = float(answer(a, b)), frechet_distance(a, b)
+        means_only = float((a.mean(0) - b.mean(0)).pow(2).sum())
+        if abs(got - want) <= 1e-6 * max(1.0, abs(want)):
+            continue
+        if abs(got - means_only) < 1e-6 * max(1.0, means_only) and abs(want - means_only) > 1e-3:
+            return False, "that is only the distance between the means: add the covariance term"
+        return False, (f"for sets of shape {tuple(a.shape)} and {tuple(b.shape)} expected {want:.4f}, got {got:.4f}. "
+                       "Is the square root a matrix square root (not of each entry), and the covariance "
+                       "torch.cov(features.T)?")
+    return True, "matches the package on random feature sets; the distance of a set to itself is 0"
+
+
+FRECHET_EXPLANATION = ("Fit a Gaussian to each set: mean m and covariance C = torch.cov(features.T). The distance "
+                       "is ||m_a - m_b||^2 + tr(C_a) + tr(C_b) - 2 tr((C_a C_b)^(1/2)); the last trace is the sum of "
+                       "the square roots of the eigenvalues of C_a C_b (real and >= 0).")
+
+
+@exercise("01.frechet", _check_frechet, FRECHET_EXPLANATION)
+def frechet_solution():
+    import torch
+
+    def my_frechet_distance(a, b):
+        a, b = a.double(), b.double()
+        cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+        eigenvalues = torch.linalg.eigvals(cov_a @ cov_b).real.clamp_min(0)  # those of (C_a C_b)^(1/2), squared
+        cross = eigenvalues.sqrt().sum()
+        return float((a.mean(0) - b.mean(0)).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+    return my_frechet_distance

@@ -8,13 +8,18 @@ exp(logvar / 2), a mean over pixels instead of a sum.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..losses import bernoulli_nll, gaussian_kl
-from ..models import reparameterize
+from ..metrics import evaluate, evaluation_data
+from ..models import VAE, VAEConfig, reparameterize
+from ..settings import is_fast_mode, seed_everything
+from ..training import TrainConfig, fit
 from .registry import exercise
 
 
@@ -186,3 +191,135 @@ BETA_FEEDBACK = {
           "The loss is recon + beta * KL: beta is the price of one nat of information about x in z.")
 def solve_beta() -> str:
     return "c"
+
+
+# ----------------------------------------------------------------------------- 02.train-epoch
+EPOCH_CONFIG = VAEConfig(latent_dim=20, hidden_dims=(400,))  # pytorch/examples' VAE, the recipe "vae-examples"
+EPOCH_BATCH = 128
+EPOCH_FALL = {"full": 2.5, "fast": 1.5}  # mean loss of the first steps / of the last steps must reach this
+EPOCH_MARGIN_NATS = 3.0  # the test negative ELBO may be at most this far above cu.fit's after the same epoch
+
+
+def epoch_fall_factor() -> float:
+    """How many times the loss must fall in one epoch: 2.5x over 469 steps (full mode), 1.5x over 16 (fast mode)."""
+    return EPOCH_FALL["fast" if is_fast_mode() else "full"]
+
+
+def epoch_model(seed: int = 0) -> VAE:
+    """A fresh 784-400-20 VAE with the weights every seed-``seed`` run starts from."""
+    seed_everything(seed)
+    return VAE(EPOCH_CONFIG)
+
+
+@functools.lru_cache(maxsize=2)
+def _fit_reference(fast: bool) -> float:
+    model = epoch_model()
+    fit(model, evaluation_data("train"), config=TrainConfig(epochs=1, batch_size=EPOCH_BATCH), progress=False)
+    return evaluate(model, data=evaluation_data("test"))["neg_elbo_nats"]
+
+
+def reference_neg_elbo() -> float:
+    """Test negative ELBO (nats) of ``epoch_model()`` after one epoch of ``cu.fit`` (computed once per mode)."""
+    return _fit_reference(is_fast_mode())
+
+
+def _check_train_epoch(answer: Callable[..., list[float]]) -> tuple[bool, str]:
+    ok, why = _as_function(answer)
+    if not ok:
+        return ok, why
+    train, test = evaluation_data("train"), evaluation_data("test")
+    model = epoch_model()
+    losses = [float(v) for v in answer(model, train)]
+    steps = math.ceil(len(train) / EPOCH_BATCH)
+    if len(losses) != steps:
+        return False, f"one pass over {len(train):,} images (batches of {EPOCH_BATCH}) is {steps} steps: {len(losses)}?"
+    if not all(math.isfinite(v) for v in losses):
+        return False, "some losses are not finite numbers"
+    if losses[0] < 50:
+        return False, (f"the first loss is {losses[0]:.3g} nats; an untrained VAE pays about 784 ln 2 = 543 nats per "
+                       "image. Sum the cross-entropy over the 784 pixels of an image, then average over images.")
+    if losses[0] > 5000:
+        return False, f"the first loss is {losses[0]:.4g}: average over the images of the batch, do not sum them"
+    window = max(2, min(10, steps // 4))
+    fall, wanted = sum(losses[:window]) / sum(losses[-window:]), epoch_fall_factor()
+    if fall < wanted:
+        return False, (f"the loss fell only {fall:.2f}x (first {window} steps against the last {window}; "
+                       f"{wanted:g}x wanted). Does each step call zero_grad, backward and step?")
+    nats, reference = evaluate(model, data=test)["neg_elbo_nats"], reference_neg_elbo()
+    if nats > reference + EPOCH_MARGIN_NATS:
+        return False, (f"the test negative ELBO of the model you were given is {nats:.1f} nats, more than "
+                       f"{EPOCH_MARGIN_NATS:g} above cu.fit's {reference:.1f} after one epoch. Train that model in "
+                       "place, with z = mu + sigma * eps in the loss (model(x) does it).")
+    return True, (f"the loss fell {fall:.1f}x (from {losses[0]:.0f} to {losses[-1]:.0f} nats per image); test "
+                  f"negative ELBO {nats:.1f} nats against cu.fit's {reference:.1f} after the same epoch.")
+
+
+@exercise("02.train-epoch", _check_train_epoch,
+          "One Adam step per batch on the negative ELBO: model(x) gives mu, logvar, a reparameterized z and the "
+          "logits; the loss is the BCE summed over pixels plus the closed-form KL, averaged over the batch.")
+def solve_train_epoch() -> Callable[..., list[float]]:
+    import torch
+    import torch.nn.functional as F
+
+    import course_utils as cu
+
+    def train_one_epoch(model, data, batch_size=128, lr=1e-3, seed=0):
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(seed)
+        model.train()
+        losses = []
+        for x, _ in cu.batches(data, batch_size, generator=generator):
+            out = model(x)  # mu, logvar, z = mu + sigma * eps, logits, x_hat
+            recon = F.binary_cross_entropy_with_logits(out.logits, x, reduction="none").flatten(1).sum(1)
+            kl = -0.5 * (1 + out.logvar - out.mu.pow(2) - out.logvar.exp()).sum(1)
+            loss = (recon + kl).mean()  # the negative ELBO, nats per image
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        return losses
+
+    return train_one_epoch
+
+
+# ----------------------------------------------------------------------------- 02.kl-general
+def _check_kl_general(answer: Callable[..., torch.Tensor]) -> tuple[bool, str]:
+    ok, why = _as_function(answer)
+    if not ok:
+        return ok, why
+    g = torch.Generator().manual_seed(3)
+    for shape in ((1, 1), (7, 3), (64, 8)):
+        mu, logvar, prior_mu, prior_logvar = (torch.randn(*shape, generator=g, dtype=torch.float64) for _ in range(4))
+        got = answer(mu, logvar, prior_mu, prior_logvar)
+        q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+        p = torch.distributions.Normal(prior_mu, torch.exp(0.5 * prior_logvar))
+        want = torch.distributions.kl_divergence(q, p).sum(1)
+        if not isinstance(got, torch.Tensor):
+            return False, f"return a tensor, got {type(got).__name__}"
+        if got.shape == mu.shape and shape[1] > 1:
+            return False, "one KL per row is wanted, shape (B,): sum over the latent dimensions (dim=1)"
+        if got.shape != want.shape:
+            return False, f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+        if torch.allclose(got, gaussian_kl(mu, logvar), atol=1e-6):
+            return False, "that is the KL to N(0, I): the prior's mean and log-variance must enter the formula"
+        if torch.allclose(got, torch.distributions.kl_divergence(p, q).sum(1), atol=1e-6):
+            return False, "the arguments are swapped: that is KL(prior || q), and KL is not symmetric"
+        if not torch.allclose(got, want, rtol=1e-6, atol=1e-8):
+            return False, (f"for shape {shape} the values differ from torch.distributions.kl_divergence by up to "
+                           f"{float((got - want).abs().max()):.3g} nats")
+    zeros = torch.zeros(3, 4, dtype=torch.float64)
+    if float(answer(zeros + 1.0, zeros - 2.0, zeros + 1.0, zeros - 2.0).abs().max()) > 1e-9:
+        return False, "KL(q || q) must be exactly 0"
+    return True, "matches torch.distributions.kl_divergence on random Gaussians, and gives 0 when q is the prior"
+
+
+@exercise("02.kl-general", _check_kl_general,
+          "Per dimension, with v = exp(prior_logvar) and s^2 = exp(logvar): KL = 1/2 (prior_logvar - logvar + "
+          "(s^2 + (mu - prior_mu)^2) / v - 1). With prior_mu = 0 and prior_logvar = 0 it is section 4's formula.")
+def solve_kl_general() -> Callable[..., torch.Tensor]:
+    def kl_between(mu, logvar, prior_mu, prior_logvar):
+        ratio = (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp()
+        return 0.5 * (prior_logvar - logvar + ratio - 1).sum(dim=1)
+
+    return kl_between

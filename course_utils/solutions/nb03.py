@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from ..lessons.nb03_conditioning import label_effect, matrix_rank, parameter_counts
+from ..losses import gaussian_kl_between
 from ..models import CVAE, CVAEConfig
 from ..recipes import HIDDEN
 from .registry import exercise
@@ -141,3 +142,126 @@ RANK_EXPLANATION = (
 @exercise("03.label-rank", _check_label_rank, RANK_EXPLANATION)
 def _solve_label_rank() -> dict[str, int]:
     return {"concat": IDENTITY_CLASSES, "project": min(RANK_QUESTION_LATENT, IDENTITY_CLASSES)}
+
+
+# ----------------------------------------------------------------------------- 03.decoder-input
+# The set-up the notebook's exercise cell shows: two small CVAEs built after torch.manual_seed(4).
+INPUT_SEED = 4
+INPUT_LATENT = 3
+
+
+class DecoderInputSetup(NamedTuple):
+    z: torch.Tensor  # (5, 3) codes
+    y: torch.Tensor  # (5,) labels
+    P: torch.Tensor  # (3, 10): the project model's label_projection.weight
+    models: dict[str, CVAE]  # "concat" and "project", whose decoder_input the answer must reproduce
+
+
+def decoder_input_setup() -> DecoderInputSetup:
+    """The exercise's weights and inputs: small CVAEs (latent size 3, one hidden layer of 8) and five (z, y)."""
+    torch.manual_seed(INPUT_SEED)
+    models = {c: CVAE(CVAEConfig(latent_dim=INPUT_LATENT, hidden_dims=(8,), conditioning=c)).eval()
+              for c in ("concat", "project")}
+    g = torch.Generator().manual_seed(INPUT_SEED)
+    z = torch.randn(5, INPUT_LATENT, generator=g)
+    y = torch.tensor([0, 3, 3, 7, 9])
+    return DecoderInputSetup(z, y, models["project"].label_projection.weight.detach().clone(), models)
+
+
+def _check_decoder_input(answer: Any) -> tuple[bool, str]:
+    if not isinstance(answer, dict) or set(answer) != {"concat", "project"}:
+        return False, 'answer should be a dict {"concat": <tensor>, "project": <tensor>}'
+    setup = decoder_input_setup()
+    for conditioning in ("concat", "project"):
+        got = answer[conditioning]
+        with torch.no_grad():
+            want = setup.models[conditioning].decoder_input(setup.z, setup.y)
+        if not isinstance(got, torch.Tensor):
+            return False, f"{conditioning}: expected a tensor, got {type(got).__name__}"
+        if tuple(got.shape) != tuple(want.shape):
+            hint = " (one row per code: [z; onehot(y)] has k + 10 columns)" if conditioning == "concat" else \
+                " (z + P onehot(y) stays in the latent space: k columns)"
+            return False, f"{conditioning}: shape {tuple(got.shape)}, expected {tuple(want.shape)}{hint}"
+        got = got.detach().float()
+        swapped = torch.cat([want[:, INPUT_LATENT:], want[:, :INPUT_LATENT]], dim=1)
+        if conditioning == "concat" and torch.allclose(got, swapped, atol=1e-6):
+            return False, "concat: z comes first, then the one-hot"
+        if not torch.allclose(got, want, atol=1e-5):
+            worst = float((got - want).abs().max())
+            return False, f"{conditioning}: differs from the model's decoder_input by up to {worst:.3g}"
+    return True, "both reproduce CVAE.decoder_input: [z; onehot(y)] for concat, z + P onehot(y) for project"
+
+
+DECODER_INPUT_EXPLANATION = (
+    "concat glues the one-hot after z: torch.cat([z, onehot(y)], dim=1), k + 10 numbers. project maps the "
+    "one-hot into the latent space with P (k x 10) and adds it: z + onehot(y) @ P.T, which is z + P[:, y]."
+)
+
+
+@exercise("03.decoder-input", _check_decoder_input, DECODER_INPUT_EXPLANATION)
+def _solve_decoder_input() -> dict[str, torch.Tensor]:
+    setup = decoder_input_setup()
+    onehot = F.one_hot(setup.y, 10).float()  # (5, 10)
+    return {"concat": torch.cat([setup.z, onehot], dim=1),  # (5, 3 + 10)
+            "project": setup.z + onehot @ setup.P.T}  # (5, 3): column y of P added to each z
+
+
+# ----------------------------------------------------------------------------- 03.prior-kl
+PRIOR_SEED = 5
+
+
+class PriorKLSetup(NamedTuple):
+    model: CVAE  # a small "prior" CVAE whose prior tables were moved away from N(0, I)
+    x: torch.Tensor  # (16, 784) random images
+    y: torch.Tensor  # (16,) labels
+
+
+def prior_kl_setup() -> PriorKLSetup:
+    """The exercise's learned-prior CVAE (seeded weights) and 16 images with labels."""
+    torch.manual_seed(PRIOR_SEED)
+    model = CVAE(CVAEConfig(latent_dim=4, hidden_dims=(16,), conditioning="prior")).eval()
+    with torch.no_grad():
+        model.prior_mu.normal_(0, 2)
+        model.prior_logvar.normal_(0, 0.7)
+    g = torch.Generator().manual_seed(PRIOR_SEED)
+    return PriorKLSetup(model, torch.rand(16, 784, generator=g), torch.arange(16) % 10)
+
+
+def _check_prior_kl(answer: Any) -> tuple[bool, str]:
+    if not callable(answer):
+        return False, "answer should be your function kl_diag(mu, logvar, prior_mu, prior_logvar)"
+    setup = prior_kl_setup()
+    with torch.no_grad():
+        q, p = setup.model.encode_u(setup.x, setup.y), setup.model.prior(setup.y)
+        want = gaussian_kl_between(q.mu, q.logvar, p.mu, p.logvar)
+        got = answer(q.mu, q.logvar, p.mu, p.logvar)
+    if not isinstance(got, torch.Tensor):
+        return False, f"kl_diag returned {type(got).__name__}, expected a tensor"
+    if got.shape == q.mu.shape:
+        return False, f"shape {tuple(got.shape)}: sum over the latent dimensions, one KL per row"
+    if tuple(got.shape) != tuple(want.shape):
+        return False, f"shape {tuple(got.shape)}, expected {tuple(want.shape)} (one KL per image)"
+    zero = torch.zeros_like(q.mu)
+    with torch.no_grad():
+        if torch.allclose(got, gaussian_kl_between(q.mu, q.logvar, zero, zero), atol=1e-4):
+            return False, "that is the KL against N(0, I): the prior's mean and variance must enter"
+        model_kl = setup.model.loss(setup.x, setup.y).kl
+    if not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
+        return False, f"differs from the closed form by up to {(got - want).abs().max():.3g} nats"
+    return True, (f"matches the closed form; its mean, {float(got.mean()):.3f} nats, is the KL term of the model's "
+                  f"loss ({float(model_kl):.3f})")
+
+
+PRIOR_KL_EXPLANATION = (
+    "Per dimension, KL(N(m, s^2) || N(m_p, v)) = 1/2 (log v - log s^2 + (s^2 + (m - m_p)^2) / v - 1); "
+    "sum it over the latent dimensions. With m_p = 0 and v = 1 it is notebook 02's formula."
+)
+
+
+@exercise("03.prior-kl", _check_prior_kl, PRIOR_KL_EXPLANATION)
+def _solve_prior_kl():
+    def kl_diag(mu, logvar, prior_mu, prior_logvar):
+        ratio = (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp()
+        return 0.5 * (prior_logvar - logvar + ratio - 1).sum(dim=1)  # (B,)
+
+    return kl_diag
