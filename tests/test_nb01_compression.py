@@ -101,3 +101,68 @@ def test_nb01_checks_catch_the_classic_mistakes() -> None:
     needed = solutions.get("01.pca-match").solver()
     assert not solutions.get("01.pca-match").checker(needed - 1)[0]
     assert not solutions.get("01.pca-match").checker(needed + 1)[0]
+
+
+# ----------------------------------------------------------------------------- sample quality (FD)
+def test_frechet_distance_is_zero_on_a_set_symmetric_and_adds_a_mean_shift():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 5, generator=g, dtype=torch.float64) @ torch.randn(5, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(400, 5, generator=g, dtype=torch.float64) * 2 + 1
+    assert cc.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert cc.frechet_distance(a, b) == pytest.approx(cc.frechet_distance(b, a), rel=1e-8)
+    shift = torch.tensor([3.0, 0.0, -1.0, 0.0, 2.0], dtype=torch.float64)
+    assert cc.frechet_distance(a, a + shift) == pytest.approx(float(shift.pow(2).sum()), rel=1e-6)
+    # a second route to tr((C_a C_b)^(1/2)): the eigenvalues of the (non-symmetric) product
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    cross = torch.linalg.eigvals(cov_a @ cov_b).real.clamp_min(0).sqrt().sum()
+    expected = (a.mean(0) - b.mean(0)).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross
+    assert cc.frechet_distance(a, b) == pytest.approx(float(expected), rel=1e-8)
+
+
+def test_classifier_features_are_the_last_hidden_layer_with_dropout_off(x_batch):
+    from conftest import small_classifier
+
+    classifier = small_classifier().train()  # dropout on: features must switch it off, then restore it
+    features = cc.classifier_features(classifier, x_batch, batch_size=3)
+    assert features.shape == (len(x_batch), classifier.config.hidden_dim) and features.dtype == torch.float64
+    assert torch.allclose(features, cc.classifier_features(classifier, x_batch), atol=1e-6)  # no dropout noise
+    assert classifier.training and torch.all(features >= 0)  # after the ReLU
+
+
+def test_codes_are_drawn_in_a_shuffled_order():
+    z = torch.stack([torch.arange(50.0), torch.zeros(50)], dim=1)
+    y = torch.arange(50) % 10
+    fig = cc.plot_codes_shuffled(z, y, title="t")
+    drawn = fig.axes[0].collections[0].get_offsets()[:, 0]
+    assert sorted(drawn.tolist()) == list(range(50)) and drawn.tolist() != list(range(50))
+    assert len(fig.axes[0].get_legend().get_texts()) == 10
+
+
+# ----------------------------------------------------------------------------- new exercises
+def test_training_loop_solution_passes_and_broken_loops_fail(monkeypatch):
+    from course_utils import solutions
+
+    monkeypatch.setenv("COURSE_FAST", "1")  # 160 steps on 2,000 images
+    check = solutions.get("01.training-loop").checker
+    correct, feedback = check(solutions.get("01.training-loop").solver())
+    assert correct, feedback
+
+    def summed(model, data, steps, batch_size=128, lr=1e-3, seed=0):
+        x = data.x[:batch_size]
+        return [float(((model(x).x_hat - x) ** 2).sum())] * steps
+
+    def no_steps(model, data, steps, batch_size=128, lr=1e-3, seed=0):
+        return [0.1] * steps
+
+    assert "do not sum" in check(summed)[1]
+    assert not check(no_steps)[0]
+    assert not check(lambda model, data, steps: [0.1] * (steps - 1))[0]
+
+
+def test_frechet_solution_passes_and_means_only_fails():
+    from course_utils import solutions
+
+    exercise = solutions.get("01.frechet")
+    assert exercise.checker(exercise.solver())[0]
+    means_only = exercise.checker(lambda a, b: float((a.mean(0) - b.mean(0)).pow(2).sum()))
+    assert not means_only[0] and "covariance" in means_only[1]

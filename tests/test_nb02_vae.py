@@ -120,3 +120,45 @@ def test_radius_by_temperature_shell() -> None:
     assert stats[1].median_radius == pytest.approx(4.0, rel=0.1)  # sqrt(16)
     inside = [s.share_of_codes_inside for s in stats]
     assert inside[0] < 0.01 and 0.3 < inside[1] < 0.7 and inside[2] > 0.7
+
+
+def test_linear_grid_matches_the_quantile_grid_order_and_two_grids_plot() -> None:
+    linear = vm.linear_grid_codes(5, half_width=4.0)
+    assert linear.shape == (25, 2)
+    assert linear[0].tolist() == [-4.0, 4.0] and linear[4].tolist() == [4.0, 4.0] and linear[-1].tolist() == [4.0, -4.0]
+    quantile = vm.gaussian_grid_codes(5)
+    assert torch.equal(torch.sign(linear), torch.sign(quantile))  # the same corners, in the same order
+    fig = vm.plot_two_grids(small_vae(latent_dim=2).decode, {"linear": linear, "quantile": quantile}, title="t")
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["linear", "quantile"]
+
+
+def test_train_epoch_solution_passes_and_a_per_pixel_mean_fails(monkeypatch) -> None:
+    import torch.nn.functional as F
+
+    monkeypatch.setenv("COURSE_FAST", "1")  # one pass over 2,000 images: 16 steps
+    exercise = solutions.get("02.train-epoch")
+    correct, feedback = exercise.checker(exercise.solver())
+    assert correct, feedback
+
+    def per_pixel_mean(model, data, batch_size=128, lr=1e-3, seed=0):
+        out = model(data.x[:batch_size])
+        loss = F.binary_cross_entropy_with_logits(out.logits, data.x[:batch_size])
+        return [float(loss)] * math_steps(len(data), batch_size)
+
+    def math_steps(n: int, b: int) -> int:
+        return -(-n // b)
+
+    wrong = exercise.checker(per_pixel_mean)
+    assert not wrong[0] and "784" in wrong[1]
+
+
+def test_kl_general_solution_passes_and_catches_the_usual_slips() -> None:
+    exercise = solutions.get("02.kl-general")
+    assert exercise.checker(exercise.solver())[0]
+    ignores_prior = exercise.checker(lambda mu, lv, pm, plv: cu.gaussian_kl(mu, lv))
+    assert not ignores_prior[0] and "prior" in ignores_prior[1]
+    solve = exercise.solver()
+    swapped = exercise.checker(lambda mu, lv, pm, plv: solve(pm, plv, mu, lv))
+    assert not swapped[0] and "swapped" in swapped[1]
+    no_sum = exercise.checker(lambda mu, lv, pm, plv: 0.5 * (plv - lv + (lv.exp() + (mu - pm) ** 2) / plv.exp() - 1))
+    assert not no_sum[0] and "dim=1" in no_sum[1]
