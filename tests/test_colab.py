@@ -246,3 +246,30 @@ def test_every_subpackage_is_packaged():
         if "__pycache__" not in init.parts
     }
     assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
+
+
+# ----------------------------------------------------------------------------- the Colab-like run's pieces
+def test_colab_like_kernel_imports_google_colab_at_start_and_clones_the_course(tmp_path, monkeypatch):
+    """tests/colab_like_run.py (python course.py colab-test) with .venv's interpreter standing in for
+    .venv-colab's: its origin repository holds what a clone needs, and its kernel has google.colab
+    imported before the first cell, so the set-up cell takes its Colab branch."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    import nbformat
+    from colab_like_run import KERNEL, make_kernel, make_origin
+    from nbclient import NotebookClient
+
+    origin = make_origin(REPO, tmp_path / "origin")
+    for part in ("course_utils/__init__.py", "pyproject.toml", "notebooks", "data/mnist", "checkpoints/vae.pt"):
+        assert (origin / part).exists(), part
+    assert not (origin / "checkpoints" / "fast").exists()  # gitignored: not in a clone
+    content = tmp_path / "content"
+    content.mkdir()
+    env = make_kernel(tmp_path, Path(sys.executable), origin, content)
+    probe = ("import sys, os\n"
+             "print('google.colab' in sys.modules, os.environ['COURSE_COLAB_DIR'], os.environ['COURSE_FAST'])")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe)])
+    monkeypatch.setenv("JUPYTER_PATH", env["JUPYTER_PATH"])
+    NotebookClient(nb, kernel_name=KERNEL, timeout=120, resources={"metadata": {"path": str(content)}}).execute()
+    printed = nb.cells[0].outputs[0]["text"].split()
+    assert printed == ["True", str(content / "course"), "0"]

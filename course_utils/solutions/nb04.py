@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image as PILImage
 
@@ -76,7 +77,7 @@ def _pixels(png: bytes) -> torch.Tensor:
     img = PILImage.open(io.BytesIO(bytes(png))).convert("L")
     if img.size != (28, 28):
         img = img.resize((28, 28), PILImage.BOX)
-    return torch.tensor(list(img.getdata()), dtype=torch.float32).reshape(28, 28) / 255
+    return torch.from_numpy(np.asarray(img, dtype=np.float32).copy()) / 255
 
 
 def _shows(image: Any, m: ExplorerModel, z: torch.Tensor, y: int | None = None) -> bool:
