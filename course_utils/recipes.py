@@ -81,6 +81,7 @@ CVAE_BETA = 3.0  # KL weight of the CVAEs: beta = 1 left label accuracy at 93-95
 CVAE_EPOCHS = 10  # every CVAE, default and sweep alike, trains this long
 CVAE_CONDITIONINGS = ("concat", "project", "prior")  # notebook 03's three variants (models.CVAE)
 UNTUNED_BETA = 1.0  # notebook 03's untuned comparison ("cvae-<variant>-untuned"): the true bound, PyTorch's init
+FRONTIER_LATENT, FRONTIER_EPOCHS = 16, 20  # "cvae-<variant>-frontier": beta = 1, notebook 03's frontier (README)
 
 
 def _ae(k: int) -> Recipe:
@@ -93,10 +94,10 @@ def _vae(k: int, epochs: int, beta: float = 1.0, cosine_lr: bool = False) -> Rec
 
 
 def _cvae(conditioning: str, k: int = CVAE_LATENT, seed: int = 0, beta: float = CVAE_BETA,
-          projection_init_std: float | None = 3.0) -> Recipe:
+          projection_init_std: float | None = 3.0, epochs: int = CVAE_EPOCHS) -> Recipe:
     config = CVAEConfig(latent_dim=k, hidden_dims=HIDDEN, conditioning=conditioning,
                         projection_init_std=projection_init_std)
-    return Recipe("CVAE", config, TrainConfig(epochs=CVAE_EPOCHS, beta=beta, seed=seed, cosine_lr=True))
+    return Recipe("CVAE", config, TrainConfig(epochs=epochs, beta=beta, seed=seed, cosine_lr=True))
 
 
 def cvae_name(conditioning: str, latent_dim: int = CVAE_LATENT, seed: int = 0) -> str:
@@ -141,6 +142,9 @@ def _all_recipes() -> dict[str, Recipe]:
     for conditioning in CVAE_CONDITIONINGS:
         std = None if conditioning == "project" else 3.0
         recipes[f"cvae-{conditioning}-untuned"] = _cvae(conditioning, beta=UNTUNED_BETA, projection_init_std=std)
+    for conditioning in ("concat", "prior"):  # the frontier's best settings at beta = 1 (a prior fitted after training)
+        recipes[f"cvae-{conditioning}-frontier"] = _cvae(conditioning, k=FRONTIER_LATENT, beta=1.0,
+                                                         epochs=FRONTIER_EPOCHS)
     return recipes
 
 
