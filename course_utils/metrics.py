@@ -15,7 +15,8 @@ passed in (``recipes.load_classifier`` gives the course's).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -34,8 +35,14 @@ def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def _chunks(n: int, batch_size: int) -> range:
-    return range(0, n, batch_size)
+def _in_batches(model: LatentModel, inputs: torch.Tensor, y: torch.Tensor | None, batch_size: int,
+                step: Callable[[torch.Tensor, torch.Tensor | None], Any]) -> Iterator[Any]:
+    """``step(inputs_b, y_b)`` on each batch, moved to the model's device (model in eval mode)."""
+    model.eval()
+    device = _device(model)
+    for i in range(0, len(inputs), batch_size):
+        yb = y[i : i + batch_size].to(device) if y is not None else None
+        yield step(inputs[i : i + batch_size].to(device), yb)
 
 
 # ----------------------------------------------------------------------------- codes
@@ -43,12 +50,7 @@ def _chunks(n: int, batch_size: int) -> range:
 def codes(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None = None,
           batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """``model.code`` of every image, in batches: (N, k) on the CPU (z for the AE, mu otherwise)."""
-    model.eval()
-    device = _device(model)
-    out = []
-    for i in _chunks(len(x), batch_size):
-        yb = y[i : i + batch_size].to(device) if y is not None else None
-        out.append(model.code(x[i : i + batch_size].to(device), yb).float().cpu())
+    out = [z.float().cpu() for z in _in_batches(model, x, y, batch_size, model.code)]
     return torch.cat(out) if out else torch.zeros(0, model.latent_dim)
 
 
@@ -58,28 +60,15 @@ def posteriors(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None = Non
     """mu and logvar of q(z | x) (or q(z | x, y)) for every image, each (N, k) on the CPU."""
     if not model.variational:
         raise TypeError(f"{type(model).__name__} has no posterior: it is not a variational model")
-    model.eval()
-    device = _device(model)
-    mus, logvars = [], []
-    for i in _chunks(len(x), batch_size):
-        yb = y[i : i + batch_size].to(device) if y is not None else None
-        post = model.encode(x[i : i + batch_size].to(device), yb)
-        mus.append(post.mu.float().cpu())
-        logvars.append(post.logvar.float().cpu())
-    return Posterior(torch.cat(mus), torch.cat(logvars))
+    parts = list(_in_batches(model, x, y, batch_size, model.encode))
+    return Posterior(torch.cat([p.mu.float().cpu() for p in parts]), torch.cat([p.logvar.float().cpu() for p in parts]))
 
 
 @torch.no_grad()
 def decode_images(model: LatentModel, z: torch.Tensor, y: torch.Tensor | None = None,
                   batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """Images in [0, 1], (N, 1, 28, 28) on the CPU, decoded from codes ``z`` (sigmoid of the logits)."""
-    model.eval()
-    device = _device(model)
-    out = []
-    for i in _chunks(len(z), batch_size):
-        yb = y[i : i + batch_size].to(device) if y is not None else None
-        out.append(torch.sigmoid(model.decode(z[i : i + batch_size].to(device), yb)).cpu())
-    return torch.cat(out)
+    return torch.cat([torch.sigmoid(logits).cpu() for logits in _in_batches(model, z, y, batch_size, model.decode)])
 
 
 def kl_per_dimension(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None = None,
