@@ -8,9 +8,11 @@ defaults (course_utils/recipes.py) were chosen; the README lists the figures.
 
     python benchmarks/bench_cvae_defaults.py concat:8:3:10 project:8:3:10
     python benchmarks/bench_cvae_defaults.py project:8:1:10:1.0   # P at std 1
+    python benchmarks/bench_cvae_defaults.py project:8:1:10:none prior:8:1:10   # P at PyTorch's init; learned prior
 
-Each setting is CONDITIONING:LATENT:BETA:EPOCHS[:P_INIT_STD]; about 1.5 minutes per
-setting and 10 epochs on one CPU core.
+Each setting is CONDITIONING:LATENT:BETA:EPOCHS[:P_INIT_STD] (CONDITIONING: concat, project,
+prior or project-relu; P_INIT_STD "none": PyTorch's init); about 1.5 minutes per setting and
+10 epochs on one CPU core. The frontier with priors fitted after training: bench_cvae_frontier.py.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def main() -> None:
     for setting in args.settings:
         parts = setting.split(":")
         conditioning, latent, beta, epochs = parts[0], int(parts[1]), float(parts[2]), int(parts[3])
-        p_std = float(parts[4]) if len(parts) > 4 else cu.CVAEConfig().projection_init_std
+        p_std = cu.CVAEConfig().projection_init_std
+        if len(parts) > 4:
+            p_std = None if parts[4] == "none" else float(parts[4])
         cu.seed_everything(0)
         config = cu.CVAEConfig(latent, (512, 256), conditioning, projection_init_std=p_std)
         model = cu.CVAE(config).to(device)

@@ -2,7 +2,10 @@
 
 Runs each notebook top to bottom with nbclient (a fresh kernel each, started in notebooks/),
 reads the kernel's peak resident set size (VmHWM in /proc/<pid>/status, Linux) after every
-cell, and prints one row per notebook and mode. The executed notebooks go to a temporary
+cell, and prints one row per notebook and mode. Beside it, the peaks of the kernel's private
+memory (RssAnon, polled every 20 ms) and of its file-backed pages (RssFile: mostly torch's
+shared libraries, the same pages for every kernel on a machine, and reclaimable).
+The executed notebooks go to a temporary
 folder; the committed ones are not touched. Fast mode trains into checkpoints/fast/ as CI does.
 
     .venv/bin/python benchmarks/bench_memory.py                       # full and fast mode, all four
@@ -40,11 +43,12 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_notebook(REPO / "notebooks" / f"{name}.ipynb", Path(out) / mode, args.cell_timeout)
                 rows.append((mode, result))
                 print(f"bench_memory: {mode} {name}: {result['seconds']:.0f} s, peak {mib(result['peak_rss_kib'])}"
+                      f" (private {mib(result['peak_anon_kib'])}, shared files {mib(result['peak_file_kib'])})"
                       f"{', ERROR ' + result['error'] if result['error'] else ''}", flush=True)
-    print(f"\n{'mode':5} {'notebook':34} {'seconds':>8} {'kernel peak RSS':>16}  result")
+    print(f"\n{'mode':5} {'notebook':34} {'seconds':>8} {'kernel peak RSS':>16} {'private':>9} {'files':>9}  result")
     for mode, r in rows:
-        print(f"{mode:5} {r['notebook']:34} {r['seconds']:8.1f} {mib(r['peak_rss_kib']):>16}  "
-              f"{'error' if r['error'] else 'ok'}")
+        print(f"{mode:5} {r['notebook']:34} {r['seconds']:8.1f} {mib(r['peak_rss_kib']):>16} "
+              f"{mib(r['peak_anon_kib']):>9} {mib(r['peak_file_kib']):>9}  {'error' if r['error'] else 'ok'}")
     return 1 if any(r["error"] for _, r in rows) else 0
 
 

@@ -129,6 +129,7 @@ def run_notebook(path: Path, out_dir: Path | None = None, cell_timeout: int = 90
     stderr outputs it printed, and the error (None when every cell ran). The executed notebook is
     written to ``out_dir`` when given (never back to ``path``).
     """
+    import threading
     import time
 
     import nbformat
@@ -136,7 +137,8 @@ def run_notebook(path: Path, out_dir: Path | None = None, cell_timeout: int = 90
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(path, as_version=4)
-    peak = {"kib": None, "pid": None}
+    peak = {"kib": None, "pid": None, "anon_kib": 0, "file_kib": 0}
+    done = threading.Event()
 
     def after_cell(**kwargs) -> None:
         pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
@@ -144,10 +146,19 @@ def run_notebook(path: Path, out_dir: Path | None = None, cell_timeout: int = 90
             peak["pid"] = pid
             peak["kib"] = peak_rss_kib(pid) or peak["kib"]
 
+    def sample_private() -> None:  # the kernel keeps no peak of RssAnon: poll it every 20 ms
+        while not done.wait(0.02):
+            pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
+            if pid:
+                peak["anon_kib"] = max(peak["anon_kib"], _status_kib(pid, "RssAnon") or 0)
+                peak["file_kib"] = max(peak["file_kib"], _status_kib(pid, "RssFile") or 0)
+
     client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}}, on_cell_executed=after_cell)
     error = None
     start = time.perf_counter()
+    sampler = threading.Thread(target=sample_private, daemon=True)
+    sampler.start()
     try:
         client.execute(cwd=str(path.parent))
     except CellExecutionError as err:
@@ -156,6 +167,7 @@ def run_notebook(path: Path, out_dir: Path | None = None, cell_timeout: int = 90
     except (CellTimeoutError, DeadKernelError, RuntimeError, OSError) as err:
         error = f"{type(err).__name__}: {err}"[-600:]
     seconds = time.perf_counter() - start
+    done.set()
     errors = stderr = 0
     for cell in nb.cells:
         for output in cell.get("outputs", []):
@@ -167,4 +179,5 @@ def run_notebook(path: Path, out_dir: Path | None = None, cell_timeout: int = 90
         out_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out_dir / path.name)
     return {"notebook": path.stem, "seconds": round(seconds, 1), "peak_rss_kib": peak["kib"],
+            "peak_anon_kib": peak["anon_kib"] or None, "peak_file_kib": peak["file_kib"] or None,
             "stderr_outputs": stderr, "error": error}

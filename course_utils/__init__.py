@@ -54,6 +54,7 @@ from .settings import (
     is_fast_mode,
     mode_name,
     pick_device,
+    release_freed_memory,
     seed_everything,
     shipped_checkpoint_dir,
 )

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from course_utils.lessons import nb01_compression as cc
+from course_utils.lessons import nb01_figures as cf
 
 
 def test_sizes_and_rows():
@@ -132,7 +133,7 @@ def test_classifier_features_are_the_last_hidden_layer_with_dropout_off(x_batch)
 def test_codes_are_drawn_in_a_shuffled_order():
     z = torch.stack([torch.arange(50.0), torch.zeros(50)], dim=1)
     y = torch.arange(50) % 10
-    fig = cc.plot_codes_shuffled(z, y, title="t")
+    fig = cf.plot_codes_shuffled(z, y, title="t")
     drawn = fig.axes[0].collections[0].get_offsets()[:, 0]
     assert sorted(drawn.tolist()) == list(range(50)) and drawn.tolist() != list(range(50))
     assert len(fig.axes[0].get_legend().get_texts()) == 10
@@ -166,3 +167,26 @@ def test_frechet_solution_passes_and_means_only_fails():
     assert exercise.checker(exercise.solver())[0]
     means_only = exercise.checker(lambda a, b: float((a.mean(0) - b.mean(0)).pow(2).sum()))
     assert not means_only[0] and "covariance" in means_only[1]
+
+
+def test_chunked_pca_and_pixel_sums_equal_the_whole_set_at_once():
+    """The chunks (kept small so no float64 copy of the training set is made) change no number."""
+    x = torch.rand(203, 1, 28, 28, generator=torch.Generator().manual_seed(0)).pow(3)
+    x[:, :, 0, 0] = 0.0  # a constant pixel, as MNIST's corners are
+    whole, chunked = cc.fit_pca(x, chunk=len(x)), cc.fit_pca(x, chunk=17)
+    flat = x.reshape(len(x), -1).double()
+    torch.testing.assert_close(chunked.mean, flat.mean(0))
+    torch.testing.assert_close(chunked.variances, whole.variances)
+    torch.testing.assert_close(chunked.mse_curve(x, chunk=10), whole.mse_curve(x, chunk=len(x)))
+    # the curve is the direct reconstruction error, chunked or not
+    direct = cc.mse_per_pixel(chunked.reconstruct(x, 5), x)
+    assert chunked.mse_curve(x, chunk=10)[5].item() == pytest.approx(direct, rel=1e-5)
+    stats = cc.pixel_statistics(x, chunk=17)
+    assert stats.mean == pytest.approx(float(flat.mean())) and stats.std == pytest.approx(float(flat.std()))
+    assert stats.share_zero == pytest.approx(float((flat == 0).double().mean()))
+    assert stats.share_above_half == pytest.approx(float((flat > 0.5).double().mean()))
+    assert stats.constant_pixels == 1
+    mean, squares = cc.pixel_moments(flat.float(), chunk=17)
+    torch.testing.assert_close(squares / (len(x) - 1), flat.var(0))
+    fig = cf.plot_pixel_statistics(x)
+    assert len(fig.axes) >= 3

@@ -206,3 +206,28 @@ def test_a_read_only_course_writes_into_the_cache(tmp_path, monkeypatch):
 
 def test_device_choices_constant():
     assert settings.DEVICE_CHOICES == ("cuda", "mps", "cpu")
+
+
+def test_release_freed_memory_sets_glibcs_threshold_or_says_it_cannot(monkeypatch):
+    import ctypes
+    import sys
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    assert cu.release_freed_memory(4) is True
+    assert calls == [(cu.settings.M_MMAP_THRESHOLD, 4 << 20), (cu.settings.M_TRIM_THRESHOLD, 4 << 20)]
+
+    def no_glibc(name):
+        raise OSError("libc.so.6: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_glibc)
+    assert cu.release_freed_memory() is False  # musl or no libc.so.6: nothing changes
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert cu.release_freed_memory() is False

@@ -9,7 +9,9 @@ an autoencoder's code space is not something you can sample from. Everything is 
   and which digits a 2-D code mixes up (a nearest-neighbour vote among training codes);
 - ``classifier_features`` / ``frechet_distance``: a sample-quality measure that compares whole
   sets of images (the FID's formula on the digit classifier's features), not one confidence;
-- the notebook's plots (distortion, readability, digit mix, interpolation paths).
+- ``pixel_statistics`` / ``pixel_moments``: summaries of the training pixels, in chunks.
+
+The notebook's figures are in ``nb01_figures``.
 """
 
 from __future__ import annotations
@@ -19,17 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import matplotlib.pyplot as plt
-import matplotlib.ticker as ticker
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS, MNISTSplit, load_mnist
 from ..metrics import PathReading, Readability, codes, decode_images, psnr_db, read_paths
-from ..models import DigitClassifier
-from ..plotting import DIGIT_COLORS, image_grid
+from ..models import CLASSIFIER_BATCH, DigitClassifier
 from ..settings import is_fast_mode, split_limits
 
 IMAGE_BYTES = NUM_PIXELS  # an MNIST image stored as it ships: one uint8 per pixel
@@ -121,6 +119,23 @@ def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     return float((x_hat.reshape(len(x), -1) - x.reshape(len(x), -1)).pow(2).mean())
 
 
+class Scored(NamedTuple):
+    z: torch.Tensor  # (N, k) codes, on the CPU
+    mse_per_pixel: float  # mean over images and pixels of (x_hat - x)^2
+
+
+@torch.no_grad()
+def score_autoencoder(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> Scored:
+    """Codes and MSE per pixel of ``x`` under any model whose output has ``.z`` and ``.x_hat``
+    (the student's too), in batches: all 60,000 images at once would hold two 188 MB copies."""
+    z, squared_error = [], 0.0
+    for part in x.split(batch_size):
+        out = model(part)
+        z.append(out.z.cpu())
+        squared_error += float((out.x_hat - part).pow(2).sum(dtype=torch.float64))
+    return Scored(torch.cat(z), squared_error / x.numel())
+
+
 # ----------------------------------------------------------------------------- PCA
 @dataclass(frozen=True)
 class PCA:
@@ -154,17 +169,22 @@ class PCA:
         return self.decode(self.encode(x, k)).to(x.dtype)
 
     @torch.no_grad()
-    def mse_curve(self, x: torch.Tensor) -> torch.Tensor:
+    def mse_curve(self, x: torch.Tensor, chunk: int = 2_000) -> torch.Tensor:
         """Test MSE per pixel of the k-component reconstruction for every k = 0 .. 784.
 
         The columns are orthonormal, so the error of keeping k of them is what the
-        other 784 - k coordinates held: ``||x - mean||^2 - sum_{j<=k} z_j^2``.
+        other 784 - k coordinates held: ``||x - mean||^2 - sum_{j<=k} z_j^2``. Summed over
+        chunks of ``chunk`` images, so no float64 copy of the whole set is made.
         """
-        x = x.reshape(len(x), -1).to(self.mean.dtype)
-        z = (x - self.mean) @ self.components  # (N, 784): every principal coordinate
-        total = (x - self.mean).pow(2).sum(1).mean()
-        kept = torch.cat([torch.zeros(1, dtype=z.dtype, device=z.device), z.pow(2).mean(0).cumsum(0)])
-        return ((total - kept) / x.shape[1]).clamp_min(0)
+        x = x.reshape(len(x), -1)
+        total = torch.zeros((), dtype=self.mean.dtype, device=self.mean.device)  # sum of ||x - mean||^2
+        kept = torch.zeros(x.shape[1], dtype=self.mean.dtype, device=self.mean.device)  # sum of z_j^2, per j
+        for part in x.split(chunk):
+            centred = part.to(self.mean) - self.mean  # (chunk, 784)
+            total += centred.pow(2).sum()
+            kept += (centred @ self.components).pow(2).sum(0)  # every principal coordinate
+        kept = torch.cat([kept.new_zeros(1), (kept / len(x)).cumsum(0)])
+        return ((total / len(x) - kept) / x.shape[1]).clamp_min(0)
 
     def mse(self, x: torch.Tensor, k: int) -> float:
         """Test MSE per pixel of the k-component reconstruction of ``x``."""
@@ -172,16 +192,20 @@ class PCA:
 
 
 @torch.no_grad()
-def fit_pca(x: torch.Tensor) -> PCA:
+def fit_pca(x: torch.Tensor, chunk: int = 2_000) -> PCA:
     """PCA of images ``x`` (N, 1, 28, 28) by an eigendecomposition of their covariance.
 
     Works in float64 with ``torch.linalg.eigh`` on the 784 x 784 covariance matrix (no
     SVD of the N x 784 data, no extra library); returns components sorted by variance.
+    Sums go over chunks of ``chunk`` images: a float64 copy of all 60,000 would be 376 MB.
     """
-    x = x.reshape(len(x), -1).double()
-    mean = x.mean(0)
-    centred = x - mean
-    covariance = centred.T @ centred / len(x)  # (784, 784)
+    x = x.reshape(len(x), -1)  # (N, 784)
+    mean = sum(part.double().sum(0) for part in x.split(chunk)) / len(x)  # (784,)
+    covariance = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+    for part in x.split(chunk):
+        centred = part.double() - mean  # (chunk, 784)
+        covariance += centred.T @ centred
+    covariance /= len(x)  # (784, 784)
     variances, components = torch.linalg.eigh(covariance)  # ascending order
     variances, components = variances.flip(0).clamp_min(0), components.flip(1)
     return PCA(mean=mean, components=components, variances=variances)
@@ -277,7 +301,8 @@ def most_confused_pair(confusion: torch.Tensor) -> DigitPair:
 
 # ----------------------------------------------------------------------------- sample quality
 @torch.no_grad()
-def classifier_features(classifier: DigitClassifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def classifier_features(classifier: DigitClassifier, images: torch.Tensor,
+                        batch_size: int = CLASSIFIER_BATCH) -> torch.Tensor:
     """The digit classifier's last hidden layer for each image: (N, 128) float64 on the CPU, dropout off."""
     was_training = classifier.training
     classifier.eval()
@@ -307,19 +332,6 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.mean(0) - b.mean(0)).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
 
 
-def plot_codes_shuffled(z: torch.Tensor, y: torch.Tensor, title: str, ax=None, seed: int = 0):
-    """2-D codes coloured by digit, drawn in a random order, so that no digit is painted over the others."""
-    order = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))
-    z, y = z.detach().float().cpu()[order], y.cpu()[order]
-    fig, ax = plt.subplots(figsize=(5.5, 5)) if ax is None else (ax.figure, ax)
-    ax.scatter(z[:, 0].numpy(), z[:, 1].numpy(), s=2, c=DIGIT_COLORS(y.numpy()), alpha=0.6)
-    for d in range(NUM_CLASSES):  # legend entries only
-        ax.scatter([], [], s=8, color=DIGIT_COLORS(d), label=str(d))
-    ax.set(xlabel="$z_1$", ylabel="$z_2$", title=title)
-    ax.legend(markerscale=2, fontsize=7, title="digit", loc="best", ncol=2)
-    return fig
-
-
 # ----------------------------------------------------------------------------- plots
 class PixelStatistics(NamedTuple):
     mean: float  # mean pixel value
@@ -329,102 +341,25 @@ class PixelStatistics(NamedTuple):
     constant_pixels: int  # pixel positions that have the same value in every image
 
 
-def pixel_statistics(x: torch.Tensor) -> PixelStatistics:
-    """Summary numbers of images ``x`` (N, 1, 28, 28) with pixels in [0, 1]."""
+def pixel_moments(flat: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel mean and sum of squared deviations of ``flat`` (N, 784), float64, in chunks."""
+    mean = sum(part.double().sum(0) for part in flat.split(chunk)) / len(flat)
+    squares = sum((part.double() - mean).pow(2).sum(0) for part in flat.split(chunk))
+    return mean, squares
+
+
+def pixel_statistics(x: torch.Tensor, chunk: int = 2_000) -> PixelStatistics:
+    """Summary numbers of images ``x`` (N, 1, 28, 28) with pixels in [0, 1] (chunked: no copy of x)."""
     flat = x.reshape(len(x), -1)
     constant = int((flat.max(0).values == flat.min(0).values).sum())
-    return PixelStatistics(float(flat.mean()), float(flat.std()), float((flat == 0).float().mean()),
-                           float((flat > 0.5).float().mean()), constant)
-
-
-def plot_pixel_statistics(x: torch.Tensor, title: str = "Pixel statistics of the MNIST training images"):
-    """Histogram of pixel values, the mean image, and the per-pixel standard deviation."""
-    flat = x.reshape(len(x), -1).float().cpu()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1.4, 1, 1]})
-    # bincount, not torch.histc: histc counts in float32 and stops at 2**24 per bin
-    counts = torch.bincount((flat * 50).long().clamp(0, 49).flatten(), minlength=50).double()
-    axes[0].stairs(counts.numpy(), np.linspace(0, 1, 51), fill=True, color="C0")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("pixel value (0 = black, 1 = white ink)")
-    axes[0].set_ylabel(f"pixels in all {len(flat):,} images (log scale)")
-    axes[0].set_title("histogram of pixel values")
-    for ax, image, name in ((axes[1], flat.mean(0), "mean image"), (axes[2], flat.std(0), "per-pixel std")):
-        shown = ax.imshow(image.reshape(28, 28).numpy(), cmap="magma")
-        fig.colorbar(shown, ax=ax, fraction=0.046)
-        ax.set_title(name)
-        ax.set_xlabel("pixel column")
-        ax.set_ylabel("pixel row")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-def plot_distortion_vs_code_size(ae_rows: Sequence[CompressionRow], pca_rows: Sequence[CompressionRow],
-                                 title: str = "Distortion against code size (MNIST test set)"):
-    """Test MSE per pixel against k for the AE and PCA, log-log, with PSNR on the right axis."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for rows, style, label in ((pca_rows, "s--", "PCA (linear)"), (ae_rows, "o-", "autoencoder (MLP)")):
-        ax.plot([r.latent_dim for r in rows], [r.mse_per_pixel for r in rows], style, label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ks = sorted({r.latent_dim for r in [*ae_rows, *pca_rows]})
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
-    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlabel("code size k (numbers per image; 784 pixels in)")
-    ax.set_ylabel("test MSE per pixel (log scale)")
-    right = ax.secondary_yaxis("right", functions=(lambda m: 10 * _log10(1 / m), lambda p: 10 ** (-p / 10)))
-    right.yaxis.set_major_locator(ticker.MultipleLocator(2))
-    right.yaxis.set_minor_locator(ticker.NullLocator())
-    right.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.0f"))
-    right.set_ylabel("PSNR (dB), higher is better")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def _log10(v):
-    return np.log10(np.clip(v, 1e-12, None))
-
-
-def plot_codes_with_box(z: torch.Tensor, y: torch.Tensor, box: CodeBox, z_box: torch.Tensor,
-                        title: str = "2-D codes of test digits and uniform samples from a box"):
-    """2-D codes ``z`` coloured by digit ``y``, the rectangle ``box``, and the codes ``z_box`` drawn from it."""
-    fig, ax = plt.subplots(figsize=(7.2, 5.6))
-    plot_codes_shuffled(z, y, title=title, ax=ax)
-    low, high = box.low.tolist(), box.high.tolist()
-    ax.add_patch(plt.Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1], fill=False, ls="--",
-                               color="k", label="bounding box"))
-    ax.scatter(z_box[:, 0].numpy(), z_box[:, 1].numpy(), marker="x", s=18, color="k", label="box draw")
-    ax.legend(markerscale=2, fontsize=8, title="digit", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.tight_layout()
-    return fig
-
-
-def plot_readability(latent_dims: Sequence[int], curves: dict[str, Sequence[float]], levels: dict[str, float],
-                     threshold: float = 0.9, title: str = "Can the classifier read what the decoder makes?"):
-    """Share of images read with confidence > ``threshold`` against code size k.
-
-    ``curves`` maps a name to one share per k (lines with markers); ``levels`` maps a name
-    to a single share that does not depend on k (horizontal lines).
-    """
-    fig, ax = plt.subplots(figsize=(7.4, 4.0))
-    for (name, level), style in zip(levels.items(), (":", "-.", "--"), strict=False):
-        ax.axhline(level, color="k", ls=style, lw=1.2, label=name)
-    for (name, shares), marker in zip(curves.items(), "sovD^", strict=False):
-        ax.plot(list(latent_dims), list(shares), marker=marker, ls="-", label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(latent_dims), [str(k) for k in latent_dims])
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("code size k")
-    ax.set_ylabel(f"share read with confidence > {threshold:g}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    pixel_mean, squares = pixel_moments(flat, chunk)
+    mean = pixel_mean.mean()  # every pixel position counts the same number of images
+    # sum over all values of (v - mean)^2 = per-pixel squares + N (pixel mean - mean)^2
+    spread = squares.sum() + len(flat) * (pixel_mean - mean).pow(2).sum()
+    std = (spread / (flat.numel() - 1)).sqrt()
+    zero = sum(int((part == 0).sum()) for part in flat.split(chunk))
+    ink = sum(int((part > 0.5).sum()) for part in flat.split(chunk))
+    return PixelStatistics(float(mean), float(std), zero / flat.numel(), ink / flat.numel(), constant)
 
 
 def digit_mix(reading: Readability) -> torch.Tensor:
@@ -432,23 +367,6 @@ def digit_mix(reading: Readability) -> torch.Tensor:
     confident = reading.digit[reading.confidence > reading.threshold]
     counts = torch.bincount(confident, minlength=NUM_CLASSES).float()
     return counts / counts.sum().clamp_min(1)
-
-
-def plot_digit_mix(mixes: dict[str, torch.Tensor], title: str = "Which digits come out?"):
-    """Grouped bars: for each named set of images, the share of each digit among its confident reads."""
-    fig, ax = plt.subplots(figsize=(7.4, 3.6))
-    width = 0.8 / len(mixes)
-    for i, (name, mix) in enumerate(mixes.items()):
-        ax.bar(np.arange(NUM_CLASSES) + (i - (len(mixes) - 1) / 2) * width, mix.numpy(), width, label=name)
-    ax.axhline(1 / NUM_CLASSES, color="k", ls=":", lw=1, label="every digit equally often")
-    ax.set_xticks(range(NUM_CLASSES))
-    ax.set_xlabel("digit the classifier reads")
-    ax.set_ylabel("share of the confident reads")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
 
 
 @torch.no_grad()
@@ -481,35 +399,6 @@ def random_pairs(y: torch.Tensor, n: int, generator: torch.Generator | None = No
     b = torch.randint(0, len(y), (n,), generator=generator)
     keep = (y[a] != y[b]).cpu()
     return Pairs(a[keep], b[keep])
-
-
-def plot_interpolation(paths: dict[str, torch.Tensor], confidence: dict[str, torch.Tensor],
-                       title: str = "Walking in a straight line between two codes"):
-    """Decoded images along each path (one row per path), and under them the classifier's confidence at each step."""
-    names = list(paths)
-    steps = len(next(iter(paths.values())))
-    fig = plt.figure(figsize=(max(7.0, 0.62 * steps), 1.0 * len(names) + 2.6))
-    grid = fig.add_gridspec(2, 1, height_ratios=[0.9 * len(names), 2.2])
-    ax = fig.add_subplot(grid[0])
-    images = torch.cat([paths[name] for name in names])
-    ax.imshow(image_grid(images, nrow=steps), cmap="gray", vmin=0, vmax=1)
-    cell = 28 + 2  # image_grid's default padding is 2 pixels
-    ax.set_yticks([cell * i + cell / 2 + 1 for i in range(len(names))], names)
-    ticks = [f"{t:.2f}" for t in torch.linspace(0, 1, steps).tolist()]
-    ax.set_xticks([cell * i + cell / 2 + 1 for i in range(steps)], ticks, fontsize=7)
-    ax.set_xlabel("position t along the path (0 = first digit, 1 = second digit)")
-    ax.set_title(title)
-    t = torch.linspace(0, 1, steps).numpy()
-    ax2 = fig.add_subplot(grid[1])
-    for i, name in enumerate(names):
-        ax2.plot(t, confidence[name].numpy(), "o-", ms=3, color=f"C{i}", label=name)
-    ax2.set_ylim(0, 1.05)
-    ax2.set_xlabel("position t along the path")
-    ax2.set_ylabel("classifier confidence")
-    ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def digits_of(data: MNISTSplit, digit: int, n: int = 1) -> torch.Tensor:

@@ -109,7 +109,7 @@ def plot_digit_grids(samples: dict[str, torch.Tensor], classifier: DigitClassifi
         ax.set_yticks([step * (i + 0.5) for i in range(NUM_CLASSES)], [str(d) for d in range(NUM_CLASSES)])
         ax.set_xticks([])
         ax.set_ylabel("requested digit y")
-        ax.set_xlabel(f"{per_row} samples, z ~ N(0, I)")
+        ax.set_xlabel(f"{per_row} samples per requested digit")
         ax.set_title(title, fontsize=10)
     fig.suptitle("Per-digit samples")
     fig.tight_layout()
@@ -212,27 +212,30 @@ def plot_frontier(points: Sequence[dict], target_accuracy: float = LABEL_ACCURAC
                   target_nats: float = 100.0, chosen: dict | None = None):
     """Label accuracy at temperature 1 against test negative ELBO, one point per (setting, prior).
 
-    Colour: the conditioning; marker: the prior (the model's own, or a Gaussian or mixture
-    fitted per label after training); a grey line joins one trained model's priors. The
-    green corner is the goal (at least ``target_accuracy``, at most ``target_nats``).
+    The vertical axis is the error rate 1 - accuracy on a log scale, turned so that up is
+    better and labelled as accuracy: 90%, 99% and 99.9% are equally far apart. Colour: the
+    conditioning; marker: the prior (the model's own, or a Gaussian or mixture fitted per
+    label after training); a grey line joins one trained model's priors. The green corner
+    is the goal (at least ``target_accuracy``, at most ``target_nats``).
     """
     fig, ax = plt.subplots(figsize=(10, 6.2))
-    models = list(dict.fromkeys(p["model"] for p in points))
-    for name in models:
+    error = [max(1 - p["label_accuracy"], 1e-4) for p in points]
+    for i, name in enumerate(dict.fromkeys(p["model"] for p in points)):
         pts = sorted((p for p in points if p["model"] == name), key=lambda p: p["neg_elbo_nats"])
-        ax.plot([p["neg_elbo_nats"] for p in pts], [p["label_accuracy"] for p in pts], "-", color="0.8", zorder=1)
+        ax.plot([p["neg_elbo_nats"] for p in pts], [1 - p["label_accuracy"] for p in pts], "-", color="0.8", zorder=1)
         own = next(p for p in pts if not p["fitted_after_training"])
-        ax.annotate(frontier_label(own), (own["neg_elbo_nats"], own["label_accuracy"]), fontsize=7,
-                    xytext=(4, -9), textcoords="offset points", color="0.3")
+        ax.annotate(frontier_label(own), (own["neg_elbo_nats"], 1 - own["label_accuracy"]), fontsize=7,
+                    xytext=(5, 10 if i % 2 else -11), textcoords="offset points", color="0.3")
         for p in pts:
-            ax.scatter(p["neg_elbo_nats"], p["label_accuracy"], marker=PRIOR_MARKERS[_prior_kind(p)], s=46,
+            ax.scatter(p["neg_elbo_nats"], 1 - p["label_accuracy"], marker=PRIOR_MARKERS[_prior_kind(p)], s=46,
                        color=VARIANT_COLORS.get(p["conditioning"], "gray"), edgecolor="black", linewidth=0.4, zorder=3)
-    lo_x = min(p["neg_elbo_nats"] for p in points) - 1
-    ax.fill_between([lo_x, target_nats], target_accuracy, 1.0, color="green", alpha=0.12, label="goal")
-    ax.axhline(target_accuracy, color="green", ls=":", lw=1)
+    lo_x, hi_x = min(p["neg_elbo_nats"] for p in points) - 1, max(p["neg_elbo_nats"] for p in points) + 1.5
+    lo_y, hi_y = min(error) / 1.6, min(1.0, max(error) * 1.6)
+    ax.fill_between([lo_x, target_nats], lo_y, 1 - target_accuracy, color="green", alpha=0.12, label="goal")
+    ax.axhline(1 - target_accuracy, color="green", ls=":", lw=1)
     ax.axvline(target_nats, color="green", ls=":", lw=1)
     if chosen is not None:
-        ax.scatter(chosen["neg_elbo_nats"], chosen["label_accuracy"], s=260, facecolor="none", edgecolor="red",
+        ax.scatter(chosen["neg_elbo_nats"], 1 - chosen["label_accuracy"], s=260, facecolor="none", edgecolor="red",
                    linewidth=1.6, zorder=4, label="chosen")
     for variant, color in VARIANT_COLORS.items():
         if any(p["conditioning"] == variant for p in points):
@@ -241,14 +244,16 @@ def plot_frontier(points: Sequence[dict], target_accuracy: float = LABEL_ACCURAC
         text = {"own": "the model's own prior", "Gaussian": "Gaussian fitted per label",
                 "mixture": "mixture fitted per label"}[kind]
         ax.scatter([], [], color="white", edgecolor="black", marker=marker, label=text)
-    ax.set_xlim(lo_x, max(p["neg_elbo_nats"] for p in points) + 1)
-    ax.set_ylim(max(0.0, min(p["label_accuracy"] for p in points) - 0.03), 1.003)
-    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.set_yscale("log")
+    ax.set_xlim(lo_x, hi_x)
+    ax.set_ylim(hi_y, lo_y)  # small error at the top
+    ticks = [t for t in (0.6, 0.3, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001) if lo_y <= t <= hi_y]
+    ax.set_yticks(ticks, [f"{1 - t:.1%}".replace(".0%", "%") for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("test negative ELBO (nats per image, lower is better)")
-    ax.set_ylabel("label accuracy at temperature 1")
+    ax.set_ylabel("label accuracy at temperature 1 (log scale of the error rate)")
     ax.set_title("The frontier: does the model draw the asked-for digit, and what does it cost in likelihood?")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    ax.legend(fontsize=8, loc="lower left", ncol=2)
     fig.tight_layout()
     return fig
-
