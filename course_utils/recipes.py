@@ -37,7 +37,7 @@ from .settings import (
     seed_everything,
     shipped_checkpoint_dir,
 )
-from .training import History, TrainConfig, fit
+from .training import History, TrainConfig, fit, precision_name, resolve_precision
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -53,7 +53,7 @@ class Recipe:
         return {
             "model_class": self.model_class,
             "config": dataclasses.asdict(self.config),
-            "train": dataclasses.asdict(self.train),
+            "train": _train_spec(self.train),
         }
 
     def build(self) -> nn.Module:
@@ -67,6 +67,16 @@ class Recipe:
             train_size=min(self.train.train_size or FAST_TRAIN_SIZE, FAST_TRAIN_SIZE),
         )
         return dataclasses.replace(self, train=train)
+
+
+def _train_spec(train: TrainConfig) -> dict[str, Any]:
+    """The TrainConfig as a checkpoint stores it. precision="auto", the default, is left out, as in
+    the checkpoints made before the field existed: those still match their recipes."""
+    spec = dataclasses.asdict(train)
+    if spec.get("precision") == "auto":
+        del spec["precision"]
+    return spec
+
 
 HIDDEN = (512, 256)  # every MLP in the course: 784 -> 512 -> 256 -> z, mirrored back
 
@@ -274,7 +284,8 @@ def train_or_load(
     # notebook shows now is exactly what the next run loads.
     round_to_half(model)
     classifier = load_classifier(device) if model.conditional else None
-    metrics = {**evaluate(model, data=test, classifier=classifier), "train_seconds": seconds, "device": str(device)}
+    metrics = {**evaluate(model, data=test, classifier=classifier), "train_seconds": seconds, "device": str(device),
+               "precision": precision_name(resolve_precision(recipe.train, device))}  # what "auto" chose
     save_checkpoint(target, model, recipe.spec()["train"], history.as_dict(), metrics, half=True)
     say(f"Trained {name} in {seconds:.0f} s and saved it to {_short(target)}; metrics {_fmt(metrics)}")
     return Trained(model.eval(), history, metrics, target, False)

@@ -2,10 +2,13 @@
 
 It returns a per-epoch ``History`` of the loss parts. Scoring a trained model is
 ``metrics.evaluate``; the course's named models and train-or-load are ``recipes``.
+``TrainConfig.precision`` picks float32 or bfloat16 autocast ("auto": ``settings.autocast_dtype``,
+float32 for every course recipe on a CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -19,13 +22,21 @@ from tqdm.auto import tqdm
 from .checks import NonFiniteInput
 from .data import MNISTSplit, batches
 from .losses import LossParts
-from .settings import CourseError, CourseTypeError, CourseValueError, is_ci, seed_everything
+from .settings import CourseError, CourseTypeError, CourseValueError, autocast_dtype, is_ci, seed_everything
 
 # Divergence, stated once: training stops when the loss is NaN or infinite, or when a batch's
 # loss exceeds DIVERGENCE_FACTOR times the average loss of the first REFERENCE_BATCHES batches
 # (the untrained model's loss, which a healthy run only ever goes below).
 DIVERGENCE_FACTOR = 1e3
 REFERENCE_BATCHES = 5
+# The batch losses stay on the device and are checked every CHECK_EVERY batches and at the end
+# of each epoch (one host synchronisation each time, not one per batch); the error still names
+# the first batch that went wrong.
+CHECK_EVERY = 50
+
+# TrainConfig.precision: "auto" lets settings.autocast_dtype choose (float32 at the course's
+# batch 128 on every CPU); "float32" never autocasts; "bfloat16" always does.
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class TrainingDiverged(CourseError, RuntimeError):
@@ -49,6 +60,7 @@ _LIMITS = {
     "seed": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
     "train_size": (lambda v: v is None or (_whole(v) and v >= 1), "None (all images) or a whole number >= 1"),
     "cosine_lr": (lambda v: isinstance(v, bool), "True or False"),
+    "precision": (lambda v: v in PRECISIONS, "'auto', 'float32' or 'bfloat16' (the course uses 'auto')"),
 }
 
 
@@ -61,6 +73,9 @@ class TrainConfig:
     seed: int = 0  # seeds initialisation, shuffling and the reparameterization noise
     train_size: int | None = None  # use the first N training images (None: all 60,000)
     cosine_lr: bool = False  # decay the learning rate to 0 along a cosine over the run
+    # the forward pass and loss in float32, or autocast to bfloat16; "auto": bfloat16 only where it is
+    # faster (a bfloat16 CPU at batch >= 512, or a GPU), so the course's recipes train in float32 on a CPU
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         wrong = [f"{name} must be {what}, got {getattr(self, name)!r}"
@@ -91,6 +106,19 @@ class History:
         return cls(**{k: list(v) for k, v in d.items() if k in names})
 
 
+def resolve_precision(config: TrainConfig, device: torch.device | str) -> torch.dtype | None:
+    """The dtype ``fit`` autocasts to for ``config`` on ``device``; None: plain float32."""
+    if config.precision == "float32":
+        return None
+    if config.precision == "bfloat16":
+        return torch.bfloat16
+    return autocast_dtype(device, config.batch_size)
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """"float32", "bfloat16" or "float16": what a checkpoint's metrics record as its precision."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
 
 # ----------------------------------------------------------------------------- fit
 @torch.enable_grad()  # a notebook cell may call fit inside torch.no_grad(); training needs gradients
@@ -107,7 +135,9 @@ def fit(
     beta * KL (nats per image) for the VAE and CVAE, cross-entropy for the classifier.
     ``progress`` shows a tqdm bar (default: on, except under CI). Raises
     ``TrainingDiverged`` naming the epoch and batch where the loss stopped being finite or
-    grew past ``DIVERGENCE_FACTOR`` times its starting value.
+    grew past ``DIVERGENCE_FACTOR`` times its starting value (checked every ``CHECK_EVERY``
+    batches and at the end of each epoch). ``config.precision`` decides whether the forward
+    pass and loss run under ``torch.autocast`` (``resolve_precision``); weights stay float32.
     """
     _check_fit_arguments(model, train, test, config)
     name = type(model).__name__
@@ -122,43 +152,39 @@ def fit(
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
         if config.cosine_lr else None
     )
+    dtype = resolve_precision(config, device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None  # float16 needs loss scaling
     history = History()
     show = (not is_ci()) if progress is None else progress
     bar = tqdm(range(1, config.epochs + 1), desc=type(model).__name__, disable=not show, unit="epoch")
-    first_losses: list[float] = []  # the first REFERENCE_BATCHES batch losses: the starting value
+    check = _DivergenceCheck(name, config.lr, device)
     for epoch in bar:
         model.train()
         start = time.perf_counter()
         sums = torch.zeros(3, device=device)
         for b, (x, y) in enumerate(batches(train, config.batch_size, generator=generator), 1):
-            where = f"at epoch {epoch}, batch {b} of {name}"
             try:
-                loss, recon, kl = model.loss(x, y, config.beta)
+                with _autocast(device, dtype):
+                    loss, recon, kl = model.loss(x, y, config.beta)
             except NonFiniteInput as err:  # NaN pixels, or codes blown up by a too large step
+                check.flush()  # a loss that went wrong in an earlier batch is the real cause
                 raise TrainingDiverged(
-                    f"{where} the loss would be nan: {err}. Lower the learning rate (now {config.lr}), "
-                    "or check the training images for NaN."
+                    f"at epoch {epoch}, batch {b} of {name} the loss would be nan: {err}. Lower the learning "
+                    f"rate (now {config.lr}), or check the training images for NaN."
                 ) from err
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"the loss became {value} {where}. Lower the learning rate (now {config.lr}) "
-                    "or check the inputs for NaN."
-                )
-            reference = sum(first_losses) / len(first_losses) if first_losses else 0.0
-            if reference > 0 and value > DIVERGENCE_FACTOR * reference:
-                raise TrainingDiverged(
-                    f"the loss grew to {value:.3g} {where}, more than {DIVERGENCE_FACTOR:g} times its starting "
-                    f"value {reference:.3g}: training diverged. Lower the learning rate (now {config.lr})."
-                )
-            if len(first_losses) < REFERENCE_BATCHES:
-                first_losses.append(value)
+            check.add(epoch, b, loss.detach())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             if schedule is not None:
                 schedule.step()
-            sums += torch.stack([loss.detach(), recon.detach(), kl.detach()]) * len(x)
+            sums += torch.stack([loss.detach().float(), recon.detach().float(), kl.detach().float()]) * len(x)
+        check.flush()
         train_parts = (sums / len(train)).tolist()
         history.epoch.append(epoch)
         history.seconds.append(time.perf_counter() - start)
@@ -173,6 +199,51 @@ def fit(
             bar.set_postfix(train=f"{train_parts[0]:.4g}", test=f"{test_parts[0]:.4g}")
     model.eval()
     return history
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+class _DivergenceCheck:
+    """Collects batch losses on the device; ``flush`` checks them on the host, oldest first.
+
+    Raises ``TrainingDiverged`` naming the first batch whose loss was NaN or infinite, or above
+    ``DIVERGENCE_FACTOR`` times the mean of the first ``REFERENCE_BATCHES`` batch losses.
+    """
+
+    def __init__(self, name: str, lr: float, device: torch.device):
+        self.name, self.lr = name, lr
+        self.pending = torch.zeros(CHECK_EVERY, device=device)  # this window's losses
+        self.where: list[tuple[int, int]] = []  # (epoch, batch) of each pending loss
+        self.first: list[float] = []  # the first REFERENCE_BATCHES losses: the starting value
+
+    def add(self, epoch: int, batch: int, loss: torch.Tensor) -> None:
+        self.pending[len(self.where)] = loss  # a copy on the device: no synchronisation
+        self.where.append((epoch, batch))
+        if len(self.where) == CHECK_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        values = self.pending[: len(self.where)].tolist()  # the one synchronisation of the window
+        where, self.where = self.where, []
+        for value, (epoch, batch) in zip(values, where, strict=True):
+            self._check(value, f"at epoch {epoch}, batch {batch} of {self.name}")
+
+    def _check(self, value: float, where: str) -> None:
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"the loss became {value} {where}. Lower the learning rate (now {self.lr}) "
+                "or check the inputs for NaN."
+            )
+        reference = sum(self.first) / len(self.first) if self.first else 0.0
+        if reference > 0 and value > DIVERGENCE_FACTOR * reference:
+            raise TrainingDiverged(
+                f"the loss grew to {value:.3g} {where}, more than {DIVERGENCE_FACTOR:g} times its starting "
+                f"value {reference:.3g}: training diverged. Lower the learning rate (now {self.lr})."
+            )
+        if len(self.first) < REFERENCE_BATCHES:
+            self.first.append(value)
 
 
 def _check_fit_arguments(model: nn.Module, train: MNISTSplit, test: MNISTSplit | None, config: TrainConfig) -> None:
