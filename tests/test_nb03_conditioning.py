@@ -131,3 +131,16 @@ def test_nb03_checks_catch_wrong_answers() -> None:
 def test_the_solutions_registry_has_every_notebook():
     assert {key.split(".")[0] for key in solutions.keys()} == {"01", "02", "03", "04"}
     assert isinstance(cu.solutions.get("03.label-rank"), solutions.Exercise)
+
+
+def test_the_learned_prior_variant_in_the_counts_and_the_label_effect():
+    model = small_cvae("prior", 4)
+    with torch.no_grad():
+        model.prior_mu.normal_(0, 1, generator=torch.Generator().manual_seed(0))
+    counts, concat = cd.parameter_counts(model), cd.parameter_counts(small_cvae("concat", 4))
+    assert counts.label_weights == 32 * 10 + 2 * 10 * 4  # W_y plus the prior's two tables
+    assert counts.total == concat.total + 2 * 10 * 4 and counts.encoder == concat.encoder
+    W_z, W_y = cd.split_label_weights(cd.first_decoder_layer(model), 4)
+    torch.testing.assert_close(cd.label_effect(model), W_y + W_z @ model.prior_mu.detach().T)
+    seed003 = cd.parameter_counts(small_cvae("project-relu", 4))
+    assert seed003.label_weights == 4 * 10 + 4 and seed003.encoder == concat.encoder - 10 * 32  # no y in the encoder
