@@ -186,9 +186,11 @@ class PCA:
         kept = torch.cat([kept.new_zeros(1), (kept / len(x)).cumsum(0)])
         return ((total / len(x) - kept) / x.shape[1]).clamp_min(0)
 
-    def mse(self, x: torch.Tensor, k: int) -> float:
-        """Test MSE per pixel of the k-component reconstruction of ``x``."""
-        return mse_per_pixel(self.reconstruct(x, k), x)
+    def mse(self, x: torch.Tensor, k: int, chunk: int = 2_000) -> float:
+        """Test MSE per pixel of the k-component reconstruction of ``x`` (``chunk`` images at a time)."""
+        squared = sum(float((self.reconstruct(part, k) - part).pow(2).sum(dtype=torch.float64))
+                      for part in x.split(chunk))
+        return squared / x.numel()
 
 
 @torch.no_grad()
