@@ -403,9 +403,10 @@ class CVAE(LatentModel):
 
 
 # ----------------------------------------------------------------------------- classifier
-# Images per forward pass of the classifier when it reads many: its first convolution alone
-# holds batch x 32 x 28 x 28 floats (25 MB at 250, 100 MB at 1,000), and a hub gives ~1 GB.
-CLASSIFIER_BATCH = 250
+# Images per forward pass of the classifier when it reads many: its first convolution and
+# ReLU hold 2 x batch x 32 x 28 x 28 floats (20 MB at 100, 200 MB at 1,000); at 100 they stay
+# below settings.release_freed_memory's threshold, so glibc reuses them (a hub gives ~1 GB).
+CLASSIFIER_BATCH = 100
 
 
 class DigitClassifier(nn.Module):

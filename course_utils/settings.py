@@ -194,16 +194,17 @@ def seed_everything(seed: int) -> None:
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's <malloc.h>
 
 
-def release_freed_memory(threshold_mib: int = 4) -> bool:
+def release_freed_memory(threshold_mib: int = 16) -> bool:
     """Have glibc hand freed blocks of ``threshold_mib`` MiB or more back to the system.
 
-    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), so the
-    tens-of-MB tensors of later forward passes come from its heap, which it rarely returns.
-    Measured here: two passes of the digit classifier over 10,000 images grew a process by
-    about 440 MB; with a fixed threshold of 4 MiB, by 10 MB. The notebooks call this in their
-    set-up cell, so a kernel stays near 1 GB (a hub's usual limit). Setting the environment
-    variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` does the same. Linux
-    with glibc only; returns whether it was applied (False elsewhere, where it does nothing).
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), and its
+    trim threshold with it, so the large tensors of later passes come from a heap it rarely
+    returns. Measured here on notebook 01 (one thread): kernel peak 1,428 MiB without this,
+    1,189 MiB with it at 16 MiB, in the same time (81 s against 79; a 4 MiB threshold saved
+    no more and took 115 s, as every tensor above it is mapped and faulted in afresh). The
+    notebooks call this in their set-up cell. The environment variables
+    ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do the same. Linux with glibc
+    only; returns whether it was applied (False elsewhere, where it does nothing).
     """
     if not sys.platform.startswith("linux"):
         return False
