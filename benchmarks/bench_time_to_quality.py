@@ -7,7 +7,7 @@ Adam) from the same initial weights:
     ``ToTensor()`` and ``DataLoader(batch_size=128, shuffle=True)``, Adam lr 1e-3, float32,
     loss summed over the batch as pytorch/examples does;
 (b) the course's way: MNIST as ``course_utils`` tensors on the device, ``course_utils.batches``,
-    a larger batch with a matching learning rate (default 512 and 2e-3) and the autocast
+    a larger batch with a matching learning rate (default 512 and 4e-3) and the autocast
     precision ``course_utils.settings.autocast_dtype`` picks (bfloat16 on a CPU with AMX or
     AVX-512 BF16 at batch >= 512, float32 on other CPUs), loss per image (``model.loss``).
 
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=105.6,
                         help="test -ELBO in nats to reach (default 105.6: the seeds' way after 10 epochs)")
     parser.add_argument("--course-batch", type=int, default=512, help="batch size of the course's way (default 512)")
-    parser.add_argument("--course-lr", type=float, default=2e-3,
-                        help="learning rate of the course's way (default 2e-3)")
+    parser.add_argument("--course-lr", type=float, default=4e-3,
+                        help="learning rate of the course's way (default 4e-3)")
     parser.add_argument("--course-precision", choices=PRECISIONS, default="auto",
                         help="precision of the course's way, as TrainConfig.precision (default auto: autocast_dtype)")
     parser.add_argument("--max-course-epochs", type=int, default=None,

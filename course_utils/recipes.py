@@ -240,6 +240,7 @@ def train_or_load(
     device: torch.device | str | None = None,
     directory: str | Path | None = None,
     verbose: bool = True,
+    progress: bool | None = None,
 ) -> Trained:
     """Load the checkpoint ``<name>.pt`` if it matches ``recipe``; else train it and save it.
 
@@ -247,7 +248,7 @@ def train_or_load(
     in fast mode. Without ``directory`` it looks in ``checkpoint_dir()`` (models trained
     here), then in the shipped ``checkpoints/``, and saves what it trains in
     ``checkpoint_dir()``: a shipped checkpoint is never overwritten. With ``directory`` it
-    looks and saves only there. Prints which of the two it did.
+    looks and saves only there. Prints which of the two it did. ``progress``: ``fit``'s bar.
     """
     name = canonical_name(name)
     recipe = recipe if recipe is not None else course_recipe(name)
@@ -278,7 +279,7 @@ def train_or_load(
     train = load_mnist("train", device=device)
     test = evaluation_data("test", device)
     start = time.perf_counter()
-    history = fit(model, train, test, recipe.train)
+    history = fit(model, train, test, recipe.train, progress=progress)
     seconds = time.perf_counter() - start
     # Checkpoints store float16 weights: score the rounded weights, so that what the
     # notebook shows now is exactly what the next run loads.

@@ -13,7 +13,7 @@ from conftest import REPO, VENV_PYTHON, small_vae, subprocess_env
 import course_utils as cu
 from course_utils import cli
 
-TRAIN_FLAGS = ("--epochs", "--latent-dim", "--seed", "--out", "--fast", "--help")
+TRAIN_FLAGS = ("--epochs", "--latent-dim", "--seed", "--out", "--fast", "--jobs", "--help")
 
 
 def _run_module(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
@@ -205,3 +205,42 @@ def test_fast_flag_sets_fast_mode_for_the_command_only(capsys, tmp_path, monkeyp
     assert code == 0, err
     assert seen == [("1", cu.settings.FAST_TRAIN_SIZE, cu.settings.work_dir() / "checkpoints" / "fast")]
     assert os.environ["COURSE_FAST"] == "maybe"  # restored afterwards
+
+
+# ----------------------------------------------------------------------------- several models at once
+@pytest.mark.parametrize(
+    ("models", "device", "cores", "asked", "plan"),
+    [
+        (37, "cpu", 2, None, (2, 1)),  # the course machine: two models, one thread each
+        (37, "cpu", 8, None, (2, 4)),  # a laptop: the cores shared equally
+        (37, "cpu", 1, None, (1, 1)),  # one core: one model at a time
+        (37, "cuda", 16, None, (1, 16)),  # a GPU: one model at a time
+        (37, "mps", 8, None, (1, 8)),
+        (1, "cpu", 2, None, (1, 2)),  # one model gets every core
+        (3, "cpu", 2, 8, (3, 1)),  # --jobs wins, but never more jobs than models
+        (37, "cpu", 2, 1, (1, 2)),
+    ],
+)
+def test_plan_jobs(models, device, cores, asked, plan):
+    assert cli.plan_jobs(models, device, cores, asked) == plan
+
+
+def test_jobs_must_be_positive(capsys):
+    code, _, err = _main(capsys, "train", "all", "--jobs", "0")
+    assert code == 2 and "--jobs" in err and "positive integer" in err
+
+
+def test_train_all_in_parallel_trains_the_classifier_before_any_cvae(tmp_path):
+    """Two at a time (fast mode, 1 epoch): every model saved, and no CVAE starts before the classifier is saved."""
+    out = tmp_path / "out"
+    result = _run_module("train", "all", "--fast", "--epochs", "1", "--jobs", "2", "--out", str(out),
+                         timeout=900, COURSE_FAST="1", CI="1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"training {len(cu.course_names())} models, 2 at a time")
+    assert sorted(p.stem for p in out.glob("*.pt")) == sorted(cu.course_names())
+    saved = next(i for i, line in enumerate(lines) if line.startswith("Trained classifier"))
+    first_cvae = next(i for i, line in enumerate(lines) if line.startswith("Training cvae-"))
+    assert saved < first_cvae
+    for name in ("classifier", "ae-8", "cvae-prior"):
+        assert cu.load_checkpoint(out / f"{name}.pt").metrics  # complete checkpoints

@@ -386,6 +386,14 @@ def test_command_line_corrupt_mnist_is_one_line(tmp_path, corrupt_course):
     _one_error_line(result, "t10k-labels-idx1-ubyte.gz is not a readable gzip file", "git checkout")
 
 
+def test_command_line_error_inside_a_parallel_job_is_one_line(tmp_path, corrupt_course):
+    """Two models at once: the error a worker process raises reaches the user as the same one line."""
+    out = tmp_path / "out"
+    result = _run("train", "ae", "--fast", "--jobs", "2", "--out", str(out), COURSE_ROOT=str(corrupt_course))
+    _one_error_line(result, "t10k-labels-idx1-ubyte.gz is not a readable gzip file", "git checkout")
+    assert not list(out.glob("*.pt"))
+
+
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
@@ -441,7 +449,8 @@ def test_command_line_checks_out_before_training(tmp_path, where):
 def test_command_line_ctrl_c_says_what_was_kept(tmp_path):
     """SIGINT while the second of six autoencoders trains: one line naming what was kept, exit code 130."""
     out = tmp_path / "out"
-    proc = subprocess.Popen([str(VENV_PYTHON), "-m", "course_utils", "train", "ae", "--fast", "--out", str(out)],
+    proc = subprocess.Popen([str(VENV_PYTHON), "-m", "course_utils", "train", "ae", "--fast", "--out", str(out),
+                             "--jobs", "1"],
                             cwd=REPO, env=subprocess_env(PYTHONUNBUFFERED="1", CI="1"), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     started = 0
@@ -459,4 +468,41 @@ def test_command_line_ctrl_c_says_what_was_kept(tmp_path):
     assert "was not saved" in lines[0] and "not started: " in lines[0] and "ae-64" in lines[0]
     assert cu.load_checkpoint(out / "ae-2.pt").metrics  # what was kept is complete
     assert not list(out.glob("*.partial"))
+
+
+def test_command_line_ctrl_c_with_parallel_jobs_stops_every_worker(tmp_path):
+    """SIGINT while two autoencoders train side by side: both named in one line, exit 130, no worker left."""
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("counts the worker processes through /proc (Linux)")
+    out = tmp_path / "out"
+    before = _spawned_workers()
+    proc = subprocess.Popen([str(VENV_PYTHON), "-m", "course_utils", "train", "ae", "--out", str(out), "--jobs", "2"],
+                            cwd=REPO, env=subprocess_env(PYTHONUNBUFFERED="1", CI="1", COURSE_FAST="0"), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = 0
+    for line in proc.stdout:
+        started += line.startswith("Training ")
+        if started == 2:  # ae-2 and ae-4 train in two worker processes (full mode: a minute each)
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and "leaked" not in err, err
+    lines = err.strip().splitlines()
+    assert proc.returncode == 130 and len(lines) == 1, err
+    assert "ae-2 and ae-4 were not saved (the next run trains them again)" in lines[0]
+    assert "no checkpoint was written by this run" in lines[0] and "not started: ae-8" in lines[0]
+    assert not out.exists() or not list(out.iterdir())
+    assert _spawned_workers() <= before, "a worker process outlived the command"
+
+
+def _spawned_workers() -> set[str]:
+    """Process ids of multiprocessing's spawned workers now running on this machine (Linux only)."""
+    pids = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"spawn_main" in cmdline.read_bytes():
+                pids.add(cmdline.parent.name)
+        except OSError:  # the process ended while we looked
+            pass
+    return pids
 
