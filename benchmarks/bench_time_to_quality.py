@@ -4,9 +4,10 @@ Both ways train pytorch/examples' VAE (MLP 784-400-20 with ReLU, Bernoulli likel
 Adam) from the same initial weights:
 
 (a) the seeds' way: ``torchvision.datasets.MNIST`` over the course's files with a per-image
-    ``ToTensor()`` and ``DataLoader(batch_size=128, shuffle=True)``, Adam lr 1e-3, float32,
+    ``ToTensor()`` and ``DataLoader(batch_size=128, shuffle=True)``, torch's default Adam, lr 1e-3, float32,
     loss summed over the batch as pytorch/examples does;
 (b) the course's way: MNIST as ``course_utils`` tensors on the device, ``course_utils.batches``,
+    the Adam of ``course_utils.fit`` (``training.adam``: fused on CPU and CUDA),
     a larger batch with a matching learning rate (default 512 and 4e-3) and the autocast
     precision ``course_utils.settings.autocast_dtype`` picks (bfloat16 on a CPU with AMX or
     AVX-512 BF16 at batch >= 512, float32 on other CPUs), loss per image (``model.loss``).
@@ -40,6 +41,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import ToTensor
 
 import course_utils as cu
+from course_utils import training
 from course_utils.training import PRECISIONS, average_loss, precision_name, resolve_precision
 
 SEEDS_BATCH, SEEDS_LR = 128, 1e-3
@@ -65,11 +67,11 @@ class Way:
 
     def __init__(self, label: str, device: torch.device, lr: float, batches_of_epoch: Callable[[], Iterable],
                  step: Callable[[cu.VAE, torch.Tensor], torch.Tensor], dtype: torch.dtype | None,
-                 test: cu.MNISTSplit):
+                 test: cu.MNISTSplit, optimizer: Callable[[torch.nn.Module, float], torch.optim.Optimizer]):
         self.label, self.device, self.dtype, self.test = label, device, dtype, test
         self.batches_of_epoch, self.step = batches_of_epoch, step
         self.model = make_model(device)  # the same initial weights for both ways
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.optimizer = optimizer(self.model, lr)
         self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
         self.elapsed = 0.0  # training seconds so far
         self.curve: list[tuple[float, float]] = []  # (training seconds so far, test -ELBO) after each epoch
@@ -172,14 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     loader = DataLoader(dataset, batch_size=SEEDS_BATCH, shuffle=True)
     print(f"VAE 784-{HIDDEN}-{LATENT}; {len(train)} training images, test -ELBO on {len(test)} test images\n"
           f"(a) seeds' way: torchvision + ToTensor + DataLoader, batch {SEEDS_BATCH}, Adam lr {SEEDS_LR:g}, float32\n"
-          f"(b) course's way: tensors on {device.type} + batches, batch {args.course_batch}, Adam lr "
+          f"(b) course's way: tensors on {device.type} + batches, batch {args.course_batch}, fit's Adam lr "
           f"{args.course_lr:g}, {precision_name(dtype)} (precision {args.course_precision!r})\n")
 
     generator = torch.Generator().manual_seed(SEED)
-    seeds = Way("(a) seeds' way", device, SEEDS_LR, lambda: loader, summed_loss, None, test)
+    seeds = Way("(a) seeds' way", device, SEEDS_LR, lambda: loader, summed_loss, None, test,
+                lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr))  # torch's default Adam
     course = Way("(b) course's way", device, args.course_lr,
                  lambda: cu.batches(train, args.course_batch, generator=generator),
-                 lambda model, x: model.loss(x)[0], dtype, test)
+                 lambda model, x: model.loss(x)[0], dtype, test, training.adam)  # fit's Adam: fused on CPU and CUDA
     for way in (seeds, course):
         warm_up(way)
     generator.manual_seed(SEED)

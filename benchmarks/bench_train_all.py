@@ -14,8 +14,8 @@ accuracy) and the same metric of the shipped checkpoint in ``checkpoints/``, wit
 With ``--epochs E`` every model trains E epochs only, and its time is extrapolated to its
 recipe's epochs (seconds x recipe epochs / E); the metrics are then not comparable, and the
 extrapolated total is the sum over the models (the wall time of ``--jobs 1``, not of parallel
-jobs). Run it on an otherwise idle machine (``uptime``); a full run with the default jobs took
-33 minutes on 2 idle CPU cores (1,972 s; 43 minutes one at a time, extrapolated from 1 epoch).
+jobs). Run it on an otherwise idle machine (``uptime``); a full run with the defaults took
+29 minutes on 2 idle CPU cores (1,717 s).
 """
 
 from __future__ import annotations

@@ -198,8 +198,8 @@ def _train(args: argparse.Namespace, progress: _Progress) -> int:
 
 # ----------------------------------------------------------------------------- several models at once
 # On a CPU, two models trained side by side, one thread each, do more work per second than one
-# model on both cores: on 2 cores, `train all` took 1,972 s with 2 jobs against 2,581 s one at a
-# time (1.31x; benchmarks/bench_train_all.py, figures in the README).
+# model on both cores: on 2 cores, `train all` in float32 took 1,972 s with 2 jobs against 2,581 s
+# one at a time (1.31x; benchmarks/bench_train_all.py, figures in the README).
 DEFAULT_CPU_JOBS = 2
 
 

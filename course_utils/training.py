@@ -120,6 +120,24 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
+# Adam's fused implementation does a step's update of every parameter in one kernel; the
+# default ("foreach") takes several passes over the parameters. Same update up to float
+# rounding (tests/test_training.py), and less time a step where the update is a large part of
+# it: measured in the README's Benchmarks section. torch has it for CPU and CUDA tensors.
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
+    """The optimizer ``fit`` uses: Adam at ``lr``, fused on the devices that have it."""
+    fused = next(model.parameters()).device.type in FUSED_ADAM_DEVICES
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True if fused else None)
+
+
+def optimizer_name(device: torch.device | str) -> str:
+    """"Adam (fused)" or "Adam": what ``fit`` uses on ``device``, as a checkpoint's metrics record it."""
+    return "Adam (fused)" if torch.device(device).type in FUSED_ADAM_DEVICES else "Adam"
+
+
 # ----------------------------------------------------------------------------- fit
 @torch.enable_grad()  # a notebook cell may call fit inside torch.no_grad(); training needs gradients
 def fit(
@@ -146,7 +164,7 @@ def fit(
     test = test.to(device) if test is not None else None
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = adam(model, config.lr)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     schedule = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)

@@ -52,24 +52,27 @@ def test_a_flag_must_match_whole(monkeypatch):
 
 # ----------------------------------------------------------------------------- what "auto" picks
 @pytest.mark.parametrize("present", [True, False])
-def test_auto_is_float32_at_the_course_batch_and_bfloat16_from_512_with_the_flag(monkeypatch, present):
+def test_auto_is_bfloat16_from_the_course_batch_only_with_the_flag(monkeypatch, present):
     _fast_bfloat16(monkeypatch, present)
-    assert settings.autocast_dtype("cpu", 128) is None
-    assert settings.autocast_dtype("cpu", 511) is None
+    assert settings.BF16_MIN_BATCH == 128
+    assert settings.autocast_dtype("cpu", 64) is None
+    assert settings.autocast_dtype("cpu", 127) is None
+    assert settings.autocast_dtype("cpu", 128) == (torch.bfloat16 if present else None)
     assert settings.autocast_dtype("cpu", 512) == (torch.bfloat16 if present else None)
-    assert training.resolve_precision(cu.TrainConfig(), "cpu") is None
-    big = cu.TrainConfig(batch_size=512)
-    assert training.resolve_precision(big, "cpu") == (torch.bfloat16 if present else None)
-    assert training.resolve_precision(dataclasses.replace(big, precision="float32"), "cpu") is None
-    assert training.resolve_precision(cu.TrainConfig(precision="bfloat16"), "cpu") == torch.bfloat16
+    assert training.resolve_precision(cu.TrainConfig(), "cpu") == (torch.bfloat16 if present else None)
+    small = cu.TrainConfig(batch_size=64)
+    assert training.resolve_precision(small, "cpu") is None
+    assert training.resolve_precision(dataclasses.replace(cu.TrainConfig(), precision="float32"), "cpu") is None
+    assert training.resolve_precision(dataclasses.replace(small, precision="bfloat16"), "cpu") == torch.bfloat16
 
 
-def test_every_course_recipe_trains_in_float32_on_a_cpu(monkeypatch):
-    _fast_bfloat16(monkeypatch, True)
+@pytest.mark.parametrize("present", [True, False])
+def test_every_course_recipe_trains_in_bfloat16_on_a_cpu_with_the_flag_else_float32(monkeypatch, present):
+    _fast_bfloat16(monkeypatch, present)
     for name in cu.course_names():
         recipe = cu.course_recipe(name, fast=False)
         assert recipe.train.precision == "auto"
-        assert training.resolve_precision(recipe.train, "cpu") is None, name
+        assert training.resolve_precision(recipe.train, "cpu") == (torch.bfloat16 if present else None), name
 
 
 @pytest.mark.parametrize(("bf16", "expected"), [(True, torch.bfloat16), (False, torch.float16)])
@@ -109,6 +112,8 @@ def test_train_or_load_records_the_precision_and_a_forced_one_retrains(tmp_path,
                        cu.TrainConfig(epochs=1, batch_size=64, train_size=256))
     trained = cu.train_or_load("tiny", recipe, device="cpu", directory=tmp_path, verbose=False)
     assert trained.metrics["precision"] == "float32"
+    assert trained.metrics["optimizer"] == "Adam (fused)"  # the checkpoint says how it was trained
+    assert cu.load_checkpoint(trained.path).metrics["optimizer"] == "Adam (fused)"
     assert "precision" not in cu.load_checkpoint(trained.path).train_config
     forced = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, precision="bfloat16"))
     again = cu.train_or_load("tiny", forced, device="cpu", directory=tmp_path)

@@ -76,6 +76,33 @@ def test_fit_trains_even_inside_no_grad(train_small):
     assert not torch.equal(before, model.to_mu.weight)
 
 
+def test_fit_uses_fused_adam_on_the_cpu_and_it_agrees_with_the_default_adam(train_small, test_small, monkeypatch):
+    """fit's Adam is fused on the CPU; trained the default (foreach) way instead, the same model from the
+    same weights ends with the same losses and weights up to float rounding."""
+    seen: list[bool | None] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.defaults["fused"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    fused_model = small_vae()
+    default_model = small_vae()
+    fused = _fit(fused_model, train_small, test_small)
+    assert seen and set(seen) == {True}
+    assert cu.training.optimizer_name("cpu") == "Adam (fused)"
+    assert cu.training.optimizer_name("mps") == "Adam"
+    monkeypatch.setattr(cu.training, "FUSED_ADAM_DEVICES", ())
+    seen.clear()
+    default = _fit(default_model, train_small, test_small)
+    assert set(seen) == {None}  # torch's default implementation
+    assert fused.train_loss == pytest.approx(default.train_loss, rel=1e-4)
+    assert fused.test_loss == pytest.approx(default.test_loss, rel=1e-4)
+    for (name, a), (_, b) in zip(fused_model.state_dict().items(), default_model.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
+
+
 def test_fit_follows_the_cosine_schedule(train_small, monkeypatch):
     """cosine_lr must change the learning rate of every step: from lr at the start to 0 at the end."""
     seen: list[float] = []
