@@ -29,6 +29,7 @@ import time
 os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from course_utils.training import average_loss, precision_name, resolve_precision  # noqa: E402
@@ -44,21 +45,27 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def time_recipe(recipe: cu.Recipe, train: cu.MNISTSplit, test: cu.MNISTSplit, device: torch.device,
-                steps: int) -> tuple[float, float]:
-    """(seconds per training step, seconds of one test-loss pass) of ``recipe`` on ``device``."""
+def time_steps(recipe: cu.Recipe, train: cu.MNISTSplit, device: torch.device, steps: int) -> tuple[float, nn.Module]:
+    """(seconds per training step, the model) of ``steps`` steps of ``fit`` with ``recipe``, after a warm-up."""
     cu.seed_everything(recipe.train.seed)
     model = recipe.build().to(device)
     batch = recipe.train.batch_size
     short = dataclasses.replace(recipe.train, epochs=1, cosine_lr=False)
     cu.fit(model, train, None, dataclasses.replace(short, train_size=WARM_UP_STEPS * batch), progress=False)
     history = cu.fit(model, train, None, dataclasses.replace(short, train_size=steps * batch), progress=False)
+    return history.seconds[0] / steps, model
+
+
+def time_recipe(recipe: cu.Recipe, train: cu.MNISTSplit, test: cu.MNISTSplit, device: torch.device,
+                steps: int) -> tuple[float, float]:
+    """(seconds per training step, seconds of one test-loss pass) of ``recipe`` on ``device``."""
+    step, model = time_steps(recipe, train, device, steps)
     average_loss(model, test, recipe.train.beta)  # warm-up of the evaluation
     _sync(device)
     start = time.perf_counter()
     average_loss(model, test, recipe.train.beta)
     _sync(device)
-    return history.seconds[0] / steps, time.perf_counter() - start
+    return step, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Milliseconds per training step of the course's models under each speed lever, measured with `fit`.
 
 For each model (``--names``, default four that cover every architecture) it trains ``--steps``
-steps with ``course_utils.fit`` itself, on MNIST held on the device, in each of these settings:
+steps with ``course_utils.fit`` itself (``bench_gpu.time_steps``, after its warm-up), on MNIST
+held on the device, in each of these settings:
 
 - ``b128 fp32 foreach``: the recipe's batch 128 in float32 with torch's default Adam (the
   "foreach" implementation: several passes over the parameters per step);
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
+from bench_gpu import time_steps  # noqa: E402  (this folder is on sys.path when a script in it runs)
 
 import course_utils as cu  # noqa: E402
 from course_utils import training  # noqa: E402
@@ -60,15 +62,11 @@ def adam_kind(fused: bool) -> Iterator[None]:
 
 def step_seconds(name: str, batch: int, precision: str, fused: bool, train: cu.MNISTSplit, steps: int,
                  device: torch.device) -> float:
-    """Seconds per step of ``steps`` steps of ``fit`` (after 3 warm-up steps) for recipe ``name``."""
+    """Seconds per step of ``steps`` steps of ``fit`` for recipe ``name`` in one setting (bench_gpu's timer)."""
     recipe = cu.course_recipe(name, fast=False)
-    cu.seed_everything(recipe.train.seed)
-    model = recipe.build().to(device)
-    config = dataclasses.replace(recipe.train, epochs=1, cosine_lr=False, batch_size=batch, precision=precision)
+    recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, batch_size=batch, precision=precision))
     with adam_kind(fused):
-        cu.fit(model, train, None, dataclasses.replace(config, train_size=3 * batch), progress=False)
-        history = cu.fit(model, train, None, dataclasses.replace(config, train_size=steps * batch), progress=False)
-    return history.seconds[0] / steps
+        return time_steps(recipe, train, device, steps)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     device = cu.pick_device()
     print(f"torch {torch.__version__}, Python {platform.python_version()}; device: {cu.describe_device(device)}; "
           f"torch threads: {torch.get_num_threads()}; load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"bfloat16 autocast that precision 'auto' would use at batch 512 here: "
-          f"{cu.settings.autocast_dtype(device, 512)}")
+    print(f"what precision 'auto' autocasts to at the course's batch 128 here: "
+          f"{cu.settings.autocast_dtype(device, 128)}")
     train = cu.load_mnist("train", device=device)
     print("\n| model | setting | ms per step | us per image | speed per image |")
     print("| --- | --- | --- | --- | --- |")

@@ -10,7 +10,7 @@ Adam) from the same initial weights:
     the Adam of ``course_utils.fit`` (``training.adam``: fused on CPU and CUDA),
     a larger batch with a matching learning rate (default 512 and 4e-3) and the autocast
     precision ``course_utils.settings.autocast_dtype`` picks (bfloat16 on a CPU with AMX or
-    AVX-512 BF16 at batch >= 512, float32 on other CPUs), loss per image (``model.loss``).
+    AVX-512 BF16 at batch >= 128, float32 on other CPUs), loss per image (``model.loss``).
 
 After every epoch each model is scored on the test set (negative ELBO in nats per image,
 ``training.average_loss`` with pinned noise, in float32; not counted in the wall time). The

@@ -138,6 +138,15 @@ class _Progress:
         self.loaded: list[str] = []  # names whose matching checkpoint was already there
         self.running: list[str] = []  # names being trained or loaded now
 
+    def finished(self, name: str, loaded: bool, path: Path) -> None:
+        """``name`` is done: loaded as it was, or trained and saved at ``path``."""
+        if name in self.running:
+            self.running.remove(name)
+        if loaded:
+            self.loaded.append(name)
+        else:
+            self.saved.append((name, _short(path)))
+
     def interrupted(self) -> str:
         parts = []
         if self.running:
@@ -185,11 +194,7 @@ def _train(args: argparse.Namespace, progress: _Progress) -> int:
         for name, recipe in recipes.items():
             progress.running = [name]
             trained = train_or_load(name, recipe, directory=out)
-            progress.running = []
-            if trained.loaded:
-                progress.loaded.append(name)
-            else:
-                progress.saved.append((name, _short(trained.path)))
+            progress.finished(name, trained.loaded, trained.path)
         return 0
     print(f"training {len(recipes)} models, {jobs} at a time, {threads} CPU thread(s) each (--jobs 1: one at a time)",
           flush=True)
@@ -259,11 +264,7 @@ def _train_in_parallel(recipes: dict[str, Recipe], out: Path, jobs: int, threads
                 continue
             for name in finished:
                 loaded, path = running.pop(name).get()  # a worker's CourseError is raised again here
-                progress.running = list(running)
-                if loaded:
-                    progress.loaded.append(name)
-                else:
-                    progress.saved.append((name, _short(path)))
+                progress.finished(name, loaded, path)
                 classifier_pending &= name != "classifier"
     except BaseException:
         pool.terminate()  # stops any worker still training (Ctrl-C, or another model's error)

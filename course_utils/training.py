@@ -127,15 +127,19 @@ def precision_name(dtype: torch.dtype | None) -> str:
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
+def _fused_adam(device: torch.device | str) -> bool:
+    return torch.device(device).type in FUSED_ADAM_DEVICES
+
+
 def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
     """The optimizer ``fit`` uses: Adam at ``lr``, fused on the devices that have it."""
-    fused = next(model.parameters()).device.type in FUSED_ADAM_DEVICES
+    fused = _fused_adam(next(model.parameters()).device)
     return torch.optim.Adam(model.parameters(), lr=lr, fused=True if fused else None)
 
 
 def optimizer_name(device: torch.device | str) -> str:
     """"Adam (fused)" or "Adam": what ``fit`` uses on ``device``, as a checkpoint's metrics record it."""
-    return "Adam (fused)" if torch.device(device).type in FUSED_ADAM_DEVICES else "Adam"
+    return "Adam (fused)" if _fused_adam(device) else "Adam"
 
 
 # ----------------------------------------------------------------------------- fit

@@ -449,20 +449,11 @@ def test_command_line_checks_out_before_training(tmp_path, where):
 def test_command_line_ctrl_c_says_what_was_kept(tmp_path):
     """SIGINT while the second of six autoencoders trains: one line naming what was kept, exit code 130."""
     out = tmp_path / "out"
-    proc = subprocess.Popen([str(VENV_PYTHON), "-m", "course_utils", "train", "ae", "--fast", "--out", str(out),
-                             "--jobs", "1"],
-                            cwd=REPO, env=subprocess_env(PYTHONUNBUFFERED="1", CI="1"), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    started = 0
-    for line in proc.stdout:
-        started += line.startswith("Training ")
-        if started == 2:  # ae-2 is saved; ae-4 has started
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=300)
+    # ae-2 is saved when ae-4 starts
+    returncode, err = _interrupt_train(["ae", "--fast", "--out", str(out), "--jobs", "1"], timeout=300)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     lines = err.strip().splitlines()
-    assert proc.returncode == 130 and len(lines) == 1, err
+    assert returncode == 130 and len(lines) == 1, err
     assert lines[0].startswith("python -m course_utils: interrupted: ")
     assert f"kept: ae-2 ({out / 'ae-2.pt'}" in lines[0]
     assert "was not saved" in lines[0] and "not started: " in lines[0] and "ae-64" in lines[0]
@@ -476,23 +467,30 @@ def test_command_line_ctrl_c_with_parallel_jobs_stops_every_worker(tmp_path):
         pytest.skip("counts the worker processes through /proc (Linux)")
     out = tmp_path / "out"
     before = _spawned_workers()
-    proc = subprocess.Popen([str(VENV_PYTHON), "-m", "course_utils", "train", "ae", "--out", str(out), "--jobs", "2"],
-                            cwd=REPO, env=subprocess_env(PYTHONUNBUFFERED="1", CI="1", COURSE_FAST="0"), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    started = 0
-    for line in proc.stdout:
-        started += line.startswith("Training ")
-        if started == 2:  # ae-2 and ae-4 train in two worker processes (full mode: a minute each)
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=120)
+    # ae-2 and ae-4 train in two worker processes (full mode: a minute each)
+    returncode, err = _interrupt_train(["ae", "--out", str(out), "--jobs", "2"], timeout=120, COURSE_FAST="0")
     assert "Traceback" not in err and "leaked" not in err, err
     lines = err.strip().splitlines()
-    assert proc.returncode == 130 and len(lines) == 1, err
+    assert returncode == 130 and len(lines) == 1, err
     assert "ae-2 and ae-4 were not saved (the next run trains them again)" in lines[0]
     assert "no checkpoint was written by this run" in lines[0] and "not started: ae-8" in lines[0]
     assert not out.exists() or not list(out.iterdir())
     assert _spawned_workers() <= before, "a worker process outlived the command"
+
+
+def _interrupt_train(args: list[str], timeout: float, **env: str) -> tuple[int, str]:
+    """Run ``train ARGS``, send SIGINT once a second model has started training: (exit code, stderr)."""
+    proc = subprocess.Popen([str(VENV_PYTHON), "-m", "course_utils", "train", *args],
+                            cwd=REPO, env=subprocess_env(PYTHONUNBUFFERED="1", CI="1", **env), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = 0
+    for line in proc.stdout:
+        started += line.startswith("Training ")
+        if started == 2:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
 
 
 def _spawned_workers() -> set[str]:
