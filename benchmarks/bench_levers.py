@@ -7,7 +7,10 @@ held on the device, in each of these settings:
 - ``b128 fp32 foreach``: the recipe's batch 128 in float32 with torch's default Adam (the
   "foreach" implementation: several passes over the parameters per step);
 - ``b128 fp32 fused``: the same with Adam's fused implementation (``fit``'s choice on CPU and CUDA);
-- ``b128 bf16 fused``: bfloat16 autocast at batch 128;
+- ``b128 bf16 fused, scans``: bfloat16 autocast at batch 128, with the models' input checks
+  scanning every batch's values (``fit`` before it checked its data set once; each scan is one
+  host synchronisation, which costs most on a GPU);
+- ``b128 bf16 fused``: bfloat16 autocast at batch 128, as ``fit`` runs it;
 - ``b512 fp32 fused`` and ``b512 bf16 fused``: batch 512 (per image, the figure to compare).
 
 The settings take turns, ``--rounds`` times, so that a change in the machine's load hits all
@@ -38,34 +41,38 @@ from bench_gpu import time_steps  # noqa: E402  (this folder is on sys.path when
 import course_utils as cu  # noqa: E402
 from course_utils import training  # noqa: E402
 
-# (label, batch size, precision, fused Adam)
+# (label, batch size, precision, fused Adam, value scans on every batch)
 SETTINGS = (
-    ("b128 fp32 foreach", 128, "float32", False),
-    ("b128 fp32 fused", 128, "float32", True),
-    ("b128 bf16 fused", 128, "bfloat16", True),
-    ("b512 fp32 fused", 512, "float32", True),
-    ("b512 bf16 fused", 512, "bfloat16", True),
+    ("b128 fp32 foreach", 128, "float32", False, False),
+    ("b128 fp32 fused", 128, "float32", True, False),
+    ("b128 bf16 fused, scans", 128, "bfloat16", True, True),
+    ("b128 bf16 fused", 128, "bfloat16", True, False),
+    ("b512 fp32 fused", 512, "float32", True, False),
+    ("b512 bf16 fused", 512, "bfloat16", True, False),
 )
 DEFAULT_NAMES = ("vae", "ae-8", "cvae-concat", "classifier")
 
 
 @contextmanager
-def adam_kind(fused: bool) -> Iterator[None]:
-    """fit with fused Adam (its own choice on CPU and CUDA) or with torch's default Adam."""
-    kept = training.FUSED_ADAM_DEVICES
-    training.FUSED_ADAM_DEVICES = kept if fused else ()
+def adam_kind(fused: bool, scans: bool) -> Iterator[None]:
+    """fit with fused Adam (its own choice on CPU and CUDA) or with torch's default Adam; with
+    ``scans``, fit treats its data as unchecked, so the models' input checks scan every batch."""
+    kept_devices, kept_bound = training.FUSED_ADAM_DEVICES, training._label_bound
+    training.FUSED_ADAM_DEVICES = kept_devices if fused else ()
+    if scans:
+        training._label_bound = lambda data: None
     try:
         yield
     finally:
-        training.FUSED_ADAM_DEVICES = kept
+        training.FUSED_ADAM_DEVICES, training._label_bound = kept_devices, kept_bound
 
 
-def step_seconds(name: str, batch: int, precision: str, fused: bool, train: cu.MNISTSplit, steps: int,
-                 device: torch.device) -> float:
+def step_seconds(name: str, batch: int, precision: str, fused: bool, scans: bool, train: cu.MNISTSplit,
+                 steps: int, device: torch.device) -> float:
     """Seconds per step of ``steps`` steps of ``fit`` for recipe ``name`` in one setting (bench_gpu's timer)."""
     recipe = cu.course_recipe(name, fast=False)
     recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, batch_size=batch, precision=precision))
-    with adam_kind(fused):
+    with adam_kind(fused, scans):
         return time_steps(recipe, train, device, steps)[0]
 
 
@@ -91,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         times: dict[str, list[float]] = {label: [] for label, *_ in SETTINGS}
         for _ in range(args.rounds):
-            for label, batch, precision, fused in SETTINGS:
-                times[label].append(step_seconds(name, batch, precision, fused, train, args.steps, device))
+            for label, batch, precision, fused, scans in SETTINGS:
+                times[label].append(step_seconds(name, batch, precision, fused, scans, train, args.steps, device))
         base = statistics.median(times[SETTINGS[0][0]]) / SETTINGS[0][1]
         for label, batch, *_ in SETTINGS:
             step = statistics.median(times[label])

@@ -8,7 +8,9 @@ Adam) from the same initial weights:
     loss summed over the batch as pytorch/examples does;
 (b) the course's way: MNIST as ``course_utils`` tensors on the device, ``course_utils.batches``,
     the Adam of ``course_utils.fit`` (``training.adam``: fused on CPU and CUDA),
-    a larger batch with a matching learning rate (default 512 and 4e-3) and the autocast
+    a larger batch with a matching learning rate (default 512 and 4e-3, planned as
+    ``--course-cosine`` 18 epochs decayed to 0 along a cosine, as ``fit``'s ``cosine_lr``; 0: a
+    constant rate) and the autocast
     precision ``course_utils.settings.autocast_dtype`` picks (bfloat16 on a CPU with AMX or
     AVX-512 BF16 at batch >= 128, float32 on other CPUs), loss per image (``model.loss``).
 
@@ -16,13 +18,15 @@ After every epoch each model is scored on the test set (negative ELBO in nats pe
 ``training.average_loss`` with pinned noise, in float32; not counted in the wall time). The
 epochs of the two ways alternate, so that a change in the machine's load hits both alike.
 (a) trains ``--epochs`` epochs; (b) trains until it has reached the target and (a)'s last
-value, or ``--max-course-epochs``. Nothing is asserted: the script prints each way's curve
+value, or for its planned ``--course-cosine`` epochs (at a constant rate: ``--max-course-epochs``).
+Nothing is asserted: the script prints each way's curve
 and a table of the wall time to first reach the target (default 105.6 nats, what the seeds'
 way reaches after 10 epochs) and to reach (a)'s own last value, with the ratio (a)/(b).
 
-    python benchmarks/bench_time_to_quality.py                 # about 5-10 minutes on 2 CPU cores
+    python benchmarks/bench_time_to_quality.py                 # about 2-3 minutes on 2 CPU cores
     python benchmarks/bench_time_to_quality.py --quick         # 2-epoch smoke run on a subset
     python benchmarks/bench_time_to_quality.py --target 104 --epochs 15 --threads 1
+    python benchmarks/bench_time_to_quality.py --course-cosine 0    # the course's way at a constant rate
 """
 
 from __future__ import annotations
@@ -67,11 +71,15 @@ class Way:
 
     def __init__(self, label: str, device: torch.device, lr: float, batches_of_epoch: Callable[[], Iterable],
                  step: Callable[[cu.VAE, torch.Tensor], torch.Tensor], dtype: torch.dtype | None,
-                 test: cu.MNISTSplit, optimizer: Callable[[torch.nn.Module, float], torch.optim.Optimizer]):
+                 test: cu.MNISTSplit, optimizer: Callable[[torch.nn.Module, float], torch.optim.Optimizer],
+                 cosine_steps: int | None = None):
         self.label, self.device, self.dtype, self.test = label, device, dtype, test
         self.batches_of_epoch, self.step = batches_of_epoch, step
         self.model = make_model(device)  # the same initial weights for both ways
         self.optimizer = optimizer(self.model, lr)
+        # fit's cosine_lr: the learning rate decays to 0 along a cosine over cosine_steps steps
+        self.schedule = (None if cosine_steps is None
+                         else torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cosine_steps))
         self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
         self.elapsed = 0.0  # training seconds so far
         self.curve: list[tuple[float, float]] = []  # (training seconds so far, test -ELBO) after each epoch
@@ -94,6 +102,8 @@ class Way:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+            if self.schedule is not None:
+                self.schedule.step()
         _sync(self.device)
         self.elapsed += time.perf_counter() - start
         self.curve.append((self.elapsed, average_loss(self.model, self.test)[0]))
@@ -147,21 +157,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="precision of the course's way, as TrainConfig.precision (default auto: autocast_dtype)")
     parser.add_argument("--max-course-epochs", type=int, default=None,
                         help="most epochs of the course's way (default 3 x --epochs)")
+    parser.add_argument("--course-cosine", type=int, default=18, metavar="EPOCHS",
+                        help="plan the course's way as EPOCHS epochs with the learning rate decayed to 0 along "
+                             "a cosine (fit's cosine_lr), and train at most that many (default 18; 0: a constant "
+                             "rate, for at most --max-course-epochs)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: 2 epochs on the first {QUICK_TRAIN} training and {QUICK_TEST} test images")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs = 2
-    max_course = args.max_course_epochs or 3 * args.epochs
-    if min(args.epochs, args.course_batch, max_course) < 1 or args.course_lr <= 0:
-        parser.error("--epochs, --course-batch and --max-course-epochs must be >= 1, --course-lr > 0")
+    if args.quick and args.course_cosine:
+        args.course_cosine = min(args.course_cosine, 3 * args.epochs)  # a short plan for the smoke run
+    max_course = args.course_cosine or args.max_course_epochs or 3 * args.epochs
+    if min(args.epochs, args.course_batch, max_course) < 1 or args.course_lr <= 0 or args.course_cosine < 0:
+        parser.error("--epochs, --course-batch and --max-course-epochs must be >= 1, --course-cosine >= 0, "
+                     "--course-lr > 0")
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     device = cu.pick_device()
     config = cu.TrainConfig(batch_size=args.course_batch, lr=args.course_lr, precision=args.course_precision)
     dtype = resolve_precision(config, device)
 
+    schedule = f" decayed along a cosine over {args.course_cosine} epochs" if args.course_cosine else " (constant)"
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}")
     print(f"device: {cu.describe_device(device)}; CPU cores: {os.cpu_count()}, torch threads: "
           f"{torch.get_num_threads()}, load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -175,14 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"VAE 784-{HIDDEN}-{LATENT}; {len(train)} training images, test -ELBO on {len(test)} test images\n"
           f"(a) seeds' way: torchvision + ToTensor + DataLoader, batch {SEEDS_BATCH}, Adam lr {SEEDS_LR:g}, float32\n"
           f"(b) course's way: tensors on {device.type} + batches, batch {args.course_batch}, fit's Adam lr "
-          f"{args.course_lr:g}, {precision_name(dtype)} (precision {args.course_precision!r})\n")
+          f"{args.course_lr:g}{schedule}, {precision_name(dtype)} (precision {args.course_precision!r})\n")
 
     generator = torch.Generator().manual_seed(SEED)
+    cosine_steps = args.course_cosine * -(-len(train) // args.course_batch) if args.course_cosine else None
     seeds = Way("(a) seeds' way", device, SEEDS_LR, lambda: loader, summed_loss, None, test,
                 lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr))  # torch's default Adam
     course = Way("(b) course's way", device, args.course_lr,
                  lambda: cu.batches(train, args.course_batch, generator=generator),
-                 lambda model, x: model.loss(x)[0], dtype, test, training.adam)  # fit's Adam: fused on CPU and CUDA
+                 lambda model, x: model.loss(x)[0], dtype, test, training.adam,  # fit's Adam: fused on CPU and CUDA
+                 cosine_steps)
     for way in (seeds, course):
         warm_up(way)
     generator.manual_seed(SEED)

@@ -16,6 +16,12 @@ recipe's epochs (seconds x recipe epochs / E); the metrics are then not comparab
 extrapolated total is the sum over the models (the wall time of ``--jobs 1``, not of parallel
 jobs). Run it on an otherwise idle machine (``uptime``); a full run with the defaults took
 29 minutes on 2 idle CPU cores (1,717 s).
+
+The CVAEs' label accuracy is scored by the shipped classifier (``recipes.load_classifier``, the
+course's judge), not by the one this run trains into its folder. So copying a kept folder over
+``checkpoints/`` leaves the CVAEs' stored label accuracy measured by the old judge
+(tests/test_shipped_checkpoints.py then fails): replace the shipped set with
+``python -m course_utils train all --out checkpoints``, where the CVAEs wait for the new judge.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ says what to do; NaN or infinite values raise ``NonFiniteInput``, which ``fit`` 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 
@@ -27,6 +30,24 @@ PIXEL_TOLERANCE = 1e-3  # how far a pixel may stray outside PIXEL_RANGE (float r
 
 class NonFiniteInput(CourseValueError):
     """Images or codes hold NaN or infinite values (fit turns this into TrainingDiverged)."""
+
+
+# Reading a batch's pixel or label range back to the host is one synchronisation with the device
+# per check: a stall on every step of a GPU. ``fit`` checks its whole data set once, then trains
+# inside ``values_checked(label_bound)``, where the checks below keep their type and shape tests but
+# skip the value scans (labels: while the model's num_classes is at least the bound the data set was
+# checked against). Anywhere else every call scans. The value: None (scan), or that label bound.
+_CHECKED_LABEL_BOUND: ContextVar[int | None] = ContextVar("course_checked_label_bound", default=None)
+
+
+@contextlib.contextmanager
+def values_checked(label_bound: int) -> Iterator[None]:
+    """Inside: every image is taken to be checked already, and every label to lie in 0 .. label_bound - 1."""
+    token = _CHECKED_LABEL_BOUND.set(label_bound)
+    try:
+        yield
+    finally:
+        _CHECKED_LABEL_BOUND.reset(token)
 
 
 def require_tensor(value: object, what: str, example: str) -> None:
@@ -64,7 +85,7 @@ def check_images(x: torch.Tensor) -> torch.Tensor:
             "A single image needs a batch dimension: x.unsqueeze(0)."
         )
     x = x.to(torch.get_default_dtype())
-    if x.numel():
+    if x.numel() and _CHECKED_LABEL_BOUND.get() is None:
         lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one pass; NaN propagates into both
         if not (math.isfinite(lo) and math.isfinite(hi)):
             _check_finite(x, "images")
@@ -85,7 +106,9 @@ def check_labels(y: torch.Tensor, batch_size: int | None, num_classes: int) -> t
         raise CourseValueError(f"labels must have shape (B,), one per image, got {tuple(y.shape)}")
     if batch_size is not None and y.shape[0] != batch_size:
         raise CourseValueError(f"got {batch_size} images but {y.shape[0]} labels: give one label per image")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+    bound = _CHECKED_LABEL_BOUND.get()
+    scan = bound is None or bound > num_classes
+    if y.numel() and scan and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise CourseValueError(
             f"labels must lie in 0..{num_classes - 1}; got values from {int(y.min())} "
             f"to {int(y.max())}"

@@ -2,8 +2,8 @@
 
 It returns a per-epoch ``History`` of the loss parts. Scoring a trained model is
 ``metrics.evaluate``; the course's named models and train-or-load are ``recipes``.
-``TrainConfig.precision`` picks float32 or bfloat16 autocast ("auto": ``settings.autocast_dtype``,
-float32 for every course recipe on a CPU).
+``TrainConfig.precision`` picks float32 or bfloat16 autocast ("auto": ``settings.autocast_dtype``:
+bfloat16 for the course's recipes on a CPU with bfloat16 hardware, float32 on other CPUs).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import NonFiniteInput
-from .data import MNISTSplit, batches
+from .checks import NonFiniteInput, check_images, check_labels, values_checked
+from .data import NUM_CLASSES, MNISTSplit, batches
 from .losses import LossParts
 from .settings import CourseError, CourseTypeError, CourseValueError, autocast_dtype, is_ci, seed_everything
 
@@ -34,8 +34,9 @@ REFERENCE_BATCHES = 5
 # the first batch that went wrong.
 CHECK_EVERY = 50
 
-# TrainConfig.precision: "auto" lets settings.autocast_dtype choose (float32 at the course's
-# batch 128 on every CPU); "float32" never autocasts; "bfloat16" always does.
+# TrainConfig.precision: "auto" lets settings.autocast_dtype choose (at the course's batch 128:
+# bfloat16 on a CPU with AMX or AVX-512 BF16, float32 on other CPUs); "float32" never autocasts;
+# "bfloat16" always does.
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -74,7 +75,7 @@ class TrainConfig:
     train_size: int | None = None  # use the first N training images (None: all 60,000)
     cosine_lr: bool = False  # decay the learning rate to 0 along a cosine over the run
     # the forward pass and loss in float32, or autocast to bfloat16; "auto": bfloat16 only where it is
-    # faster (a bfloat16 CPU at batch >= 512, or a GPU), so the course's recipes train in float32 on a CPU
+    # faster (a bfloat16 CPU at batch >= settings.BF16_MIN_BATCH, or a GPU), float32 on other CPUs
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -160,6 +161,8 @@ def fit(
     grew past ``DIVERGENCE_FACTOR`` times its starting value (checked every ``CHECK_EVERY``
     batches and at the end of each epoch). ``config.precision`` decides whether the forward
     pass and loss run under ``torch.autocast`` (``resolve_precision``); weights stay float32.
+    The images and labels are scanned once at the start; the models' input checks then skip
+    their per-batch value scans (``checks.values_checked``), so no step waits on the host.
     """
     _check_fit_arguments(model, train, test, config)
     name = type(model).__name__
@@ -180,47 +183,63 @@ def fit(
     show = (not is_ci()) if progress is None else progress
     bar = tqdm(range(1, config.epochs + 1), desc=type(model).__name__, disable=not show, unit="epoch")
     check = _DivergenceCheck(name, config.lr, device)
-    for epoch in bar:
-        model.train()
-        start = time.perf_counter()
-        sums = torch.zeros(3, device=device)
-        for b, (x, y) in enumerate(batches(train, config.batch_size, generator=generator), 1):
-            try:
-                with _autocast(device, dtype):
-                    loss, recon, kl = model.loss(x, y, config.beta)
-            except NonFiniteInput as err:  # NaN pixels, or codes blown up by a too large step
-                check.flush()  # a loss that went wrong in an earlier batch is the real cause
-                raise TrainingDiverged(
-                    f"at epoch {epoch}, batch {b} of {name} the loss would be nan: {err}. Lower the learning "
-                    f"rate (now {config.lr}), or check the training images for NaN."
-                ) from err
-            check.add(epoch, b, loss.detach())
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            if schedule is not None:
-                schedule.step()
-            sums += torch.stack([loss.detach().float(), recon.detach().float(), kl.detach().float()]) * len(x)
-        check.flush()
-        train_parts = (sums / len(train)).tolist()
-        history.epoch.append(epoch)
-        history.seconds.append(time.perf_counter() - start)
-        history.train_loss.append(train_parts[0])
-        history.train_recon.append(train_parts[1])
-        history.train_kl.append(train_parts[2])
-        if test is not None:
-            test_parts = average_loss(model, test, config.beta)
-            history.test_loss.append(test_parts[0])
-            history.test_recon.append(test_parts[1])
-            history.test_kl.append(test_parts[2])
-            bar.set_postfix(train=f"{train_parts[0]:.4g}", test=f"{test_parts[0]:.4g}")
+    # Clean data is checked once here, not on every batch (no per-batch host synchronisation); data
+    # that fail the check train as before, so the error names the epoch and batch where it shows.
+    bounds = [_label_bound(split) for split in (train, test) if split is not None]
+    clean = None not in bounds
+    with values_checked(max(bounds)) if clean else contextlib.nullcontext():
+        for epoch in bar:
+            model.train()
+            start = time.perf_counter()
+            sums = torch.zeros(3, device=device)
+            for b, (x, y) in enumerate(batches(train, config.batch_size, generator=generator), 1):
+                try:
+                    with _autocast(device, dtype):
+                        loss, recon, kl = model.loss(x, y, config.beta)
+                except NonFiniteInput as err:  # NaN pixels, or codes blown up by a too large step
+                    check.flush()  # a loss that went wrong in an earlier batch is the real cause
+                    raise TrainingDiverged(
+                        f"at epoch {epoch}, batch {b} of {name} the loss would be nan: {err}. Lower the learning "
+                        f"rate (now {config.lr}), or check the training images for NaN."
+                    ) from err
+                check.add(epoch, b, loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                if schedule is not None:
+                    schedule.step()
+                sums += torch.stack([loss.detach().float(), recon.detach().float(), kl.detach().float()]) * len(x)
+            check.flush()
+            train_parts = (sums / len(train)).tolist()
+            history.epoch.append(epoch)
+            history.seconds.append(time.perf_counter() - start)
+            history.train_loss.append(train_parts[0])
+            history.train_recon.append(train_parts[1])
+            history.train_kl.append(train_parts[2])
+            if test is not None:
+                test_parts = average_loss(model, test, config.beta)
+                history.test_loss.append(test_parts[0])
+                history.test_recon.append(test_parts[1])
+                history.test_kl.append(test_parts[2])
+                bar.set_postfix(train=f"{train_parts[0]:.4g}", test=f"{test_parts[0]:.4g}")
     model.eval()
     return history
+
+
+def _label_bound(data: MNISTSplit) -> int | None:
+    """1 + the largest label of ``data`` when its images and labels pass the models' input checks
+    (one scan of each, labels as digits 0..9); None when they do not."""
+    try:
+        check_images(data.x)
+        y = check_labels(data.y, len(data), NUM_CLASSES)
+    except CourseError:
+        return None
+    return int(y.max()) + 1 if len(y) else 0
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -45,3 +45,13 @@ def test_shipped_checkpoint_loads_and_meets_its_figures(name, test_set, classifi
     if name in TARGETS:
         key, op, bound = TARGETS[name]
         assert COMPARE[op](now, bound), f"{name}: {key} = {now:.4f}, promised {op} {bound}"
+
+
+@pytest.mark.parametrize("name", course_names())
+def test_shipped_checkpoint_says_how_it_was_trained(name):
+    """A checkpoint records the precision ("auto" resolved) and the Adam that trained it (issue 17)."""
+    metrics = cu.load_checkpoint(CHECKPOINTS / f"{name}.pt").metrics
+    assert metrics.get("precision") in ("float32", "bfloat16", "float16"), \
+        f"{name} does not record its precision: retrain it with python -m course_utils train {name} --out checkpoints"
+    assert metrics.get("optimizer") in ("Adam", "Adam (fused)"), f"{name} does not record its optimizer"
+    assert metrics.get("train_seconds", 0) > 0 and metrics.get("device"), f"{name} lacks its training time or device"

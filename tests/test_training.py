@@ -342,3 +342,46 @@ def test_a_checkpoint_without_metrics_counts_as_incomplete(tmp_path, monkeypatch
     again = cu.train_or_load("tiny", _recipe(), device="cpu", directory=tmp_path)
     assert again.loaded is False and again.metrics
     assert "incomplete" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- host synchronisation
+def _counting(function):
+    """``function`` wrapped so that it counts its calls (in ``.calls``); also works as a method."""
+    def wrapper(*args, **kwargs):
+        wrapper.calls += 1
+        return function(*args, **kwargs)
+
+    wrapper.calls = 0
+    return wrapper
+
+
+@pytest.mark.parametrize("make", [small_vae, small_cvae, small_classifier])
+def test_fit_scans_clean_data_once_not_on_every_batch(train_small, test_small, make, monkeypatch):
+    """Each value scan reads the range back to the host, a stall on every step of a GPU (issue 17):
+    fit scans its clean training and test images and labels once, then trains without."""
+    pixel_scans = _counting(torch.aminmax)
+    label_scans = _counting(torch.Tensor.max)
+    monkeypatch.setattr(torch, "aminmax", pixel_scans)
+    monkeypatch.setattr(torch.Tensor, "max", label_scans)
+    config = dataclasses.replace(SMALL, epochs=2)  # 2 epochs of 8 batches, and 2 test passes
+    _fit(make(), train_small, test_small, config)
+    assert pixel_scans.calls == 2, "the pixels were scanned on every batch, not once per data set"
+    assert label_scans.calls <= 4, "the labels were scanned on every batch, not once per data set"
+
+
+@pytest.mark.parametrize("make", [small_vae, lambda: small_cvae("prior")])
+def test_fit_without_the_per_batch_scans_trains_the_same_model(train_small, test_small, make, monkeypatch):
+    first_model, second_model = make(), make()
+    first = _fit(first_model, train_small, test_small)
+    monkeypatch.setattr(cu.training, "_label_bound", lambda data: None)  # as for data that fail the scan
+    second = _fit(second_model, train_small, test_small)
+    assert _losses(first) == _losses(second)
+    for (name, a), (_, b) in zip(first_model.state_dict().items(), second_model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_fit_still_checks_labels_against_a_model_with_fewer_classes(train_small):
+    torch.manual_seed(0)
+    model = cu.CVAE(cu.CVAEConfig(latent_dim=4, hidden_dims=(32,), num_classes=5))
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.4"):
+        _fit(model, train_small, None)  # the digits 0..9 passed the data set's scan, not this model's
