@@ -23,12 +23,12 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import time
 
 os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
+from bench_common import machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
 from torch import nn  # noqa: E402
 
 import course_utils as cu  # noqa: E402
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     device = cu.pick_device()
-    print(f"torch {torch.__version__}, Python {platform.python_version()}; device: {cu.describe_device(device)}; "
-          f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(machine_line(device))
     train = cu.load_mnist("train", device=device)
     test = cu.load_mnist("test", device=device)
     print(f"{steps} timed steps per model after {WARM_UP_STEPS} warm-up steps; data on {device.type}\n")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import time
 
@@ -32,7 +31,8 @@ os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from bench_gpu import time_steps  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_common import load_average, machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_gpu import time_steps  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from course_utils.data import NUM_PIXELS  # noqa: E402
@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(shapes) != 1 or recipes[0].model_class != "VAE":
         parser.error(f"--names must be VAE recipes of one shape and batch size, got {sorted(shapes)}")
     device = cu.pick_device()
-    print(f"torch {torch.__version__}, Python {platform.python_version()}; device: {cu.describe_device(device)}; "
-          f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(machine_line(device))
     dtype = resolve_precision(recipes[0].train, device)
     print(f"{len(recipes)} models: {', '.join(args.names)}; precision: {dtype or torch.float32}")
     train = cu.load_mnist("train", device=device)
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             grouped.append(grouped_step_seconds(recipes, train, device, args.steps))
         a, g = statistics.median(separate), statistics.median(grouped)
         print(f"| {torch.get_num_threads()} | {1e3 * a:.1f} ms | {1e3 * g:.1f} ms | {a / g:.2f}x |")
-    print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"\nload average at the end: {load_average()}")
     return 0
 
 

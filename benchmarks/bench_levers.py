@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +35,8 @@ from contextlib import contextmanager
 os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
-from bench_gpu import time_steps  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_common import load_average, machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_gpu import time_steps  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from course_utils import training  # noqa: E402
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     device = cu.pick_device()
-    print(f"torch {torch.__version__}, Python {platform.python_version()}; device: {cu.describe_device(device)}; "
-          f"torch threads: {torch.get_num_threads()}; load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(machine_line(device))
     print(f"what precision 'auto' autocasts to at the course's batch 128 here: "
           f"{cu.settings.autocast_dtype(device, 128)}")
     train = cu.load_mnist("train", device=device)
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, batch, *_ in SETTINGS:
             step = statistics.median(times[label])
             print(f"| {name} | {label} | {1e3 * step:.2f} | {1e6 * step / batch:.1f} | {base / (step / batch):.2f}x |")
-    print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"\nload average at the end: {load_average()}")
     return 0
 
 

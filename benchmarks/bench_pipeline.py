@@ -19,13 +19,12 @@ Nothing is asserted: the script prints a table of seconds per epoch and the rati
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 
 import torch
 import torchvision
+from bench_common import load_average, machine_line  # this folder is on sys.path when a script in it runs
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
@@ -108,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--threads must be at least 1")
         torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}")
-    print(f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, "
-          f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(machine_line(torch.device("cpu")))  # both pipelines train on the CPU
     print(f"VAE 784-{HIDDEN}-{LATENT}, batch {BATCH_SIZE}, Adam lr {LR}, summed BCE + KL, "
           f"{args.epochs} epoch(s) each\n")
 
@@ -155,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_a, mean_b = sum(course.wall) / len(course.wall), sum(tutorial.wall) / len(tutorial.wall)
     print(f"ratio (b)/(a), seconds per training epoch: {mean_b / mean_a:.2f}x")
     print(f"ratio (b)/(a), data only (one epoch of batches, no model): {data_b / data_a:.1f}x")
-    print(f"load average after the run: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"load average after the run: {load_average()}")
     return 0
 
 

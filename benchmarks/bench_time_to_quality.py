@@ -34,13 +34,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 
 import torch
 import torchvision
+from bench_common import load_average, machine_line  # this folder is on sys.path when a script in it runs
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import ToTensor
 
@@ -180,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = resolve_precision(config, device)
 
     schedule = f" decayed along a cosine over {args.course_cosine} epochs" if args.course_cosine else " (constant)"
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}")
-    print(f"device: {cu.describe_device(device)}; CPU cores: {os.cpu_count()}, torch threads: "
-          f"{torch.get_num_threads()}, load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(machine_line(device))
     limit_train, limit_test = (QUICK_TRAIN, QUICK_TEST) if args.quick else (None, None)
     train = cu.load_mnist("train", device=device, limit=limit_train)
     test = cu.load_mnist("test", device=device, limit=limit_test)
@@ -234,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         a, b = seeds.seconds_to(goal), course.seconds_to(goal)
         ratio = f"{a[0] / b[0]:.2f}x" if a and b else "n/a (not reached by both)"
         print(f"ratio (a)/(b), time to {goal:.2f} nats: {ratio}")
-    print(f"load average after the run: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"load average after the run: {load_average()}")
     return 0
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 os.environ.setdefault("COURSE_FAST", "0")
 
 import course_utils as cu  # noqa: E402
-from course_utils.cli import _names_for  # noqa: E402
+from course_utils.cli import names_for  # noqa: E402  (the names `train WHAT` trains)
 from course_utils.recipes import course_recipe, headline_metric  # noqa: E402
 
 SHIPPED = cu.course_root() / "checkpoints"
@@ -65,7 +65,7 @@ def main() -> int:
         wall = time.perf_counter() - start
         if code != 0:
             return code
-        rows = [_row(name, out, args.epochs) for name in _names_for(args.what)]
+        rows = [_row(name, out, args.epochs) for name in names_for(args.what)]
     _print(rows, wall, args)
     if args.json:
         args.json.write_text(json.dumps({"wall_seconds": wall, "args": sys.argv[1:], "rows": rows}, indent=1) + "\n")

@@ -115,7 +115,9 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
-def _names_for(what: str) -> list[str]:
+def names_for(what: str) -> list[str]:
+    """The model names ``train WHAT`` trains, in training order: every one for "all", the
+    autoencoders for "ae", else the one name given."""
     if what == "all":
         return course_names()
     if what == "ae":
@@ -307,7 +309,7 @@ def _fast_mode(on: bool) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every error the course raises on purpose is one line and exit code 2."""
     args = build_parser().parse_args(argv)
-    progress = _Progress(_names_for(args.what) if args.command == "train" else [])
+    progress = _Progress(names_for(args.what) if args.command == "train" else [])
     try:
         with _fast_mode(args.command == "train" and args.fast):
             return _train(args, progress) if args.command == "train" else _evaluate(args)
