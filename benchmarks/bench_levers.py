@@ -57,14 +57,14 @@ DEFAULT_NAMES = ("vae", "ae-8", "cvae-concat", "classifier")
 def adam_kind(fused: bool, scans: bool) -> Iterator[None]:
     """fit with fused Adam (its own choice on CPU and CUDA) or with torch's default Adam; with
     ``scans``, fit treats its data as unchecked, so the models' input checks scan every batch."""
-    kept_devices, kept_bound = training.FUSED_ADAM_DEVICES, training._label_bound
+    kept_devices, kept_clean = training.FUSED_ADAM_DEVICES, training._values_clean
     training.FUSED_ADAM_DEVICES = kept_devices if fused else ()
     if scans:
-        training._label_bound = lambda data: None
+        training._values_clean = lambda data: False
     try:
         yield
     finally:
-        training.FUSED_ADAM_DEVICES, training._label_bound = kept_devices, kept_bound
+        training.FUSED_ADAM_DEVICES, training._values_clean = kept_devices, kept_clean
 
 
 def step_seconds(name: str, batch: int, precision: str, fused: bool, scans: bool, train: cu.MNISTSplit,

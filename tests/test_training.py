@@ -373,7 +373,7 @@ def test_fit_scans_clean_data_once_not_on_every_batch(train_small, test_small, m
 def test_fit_without_the_per_batch_scans_trains_the_same_model(train_small, test_small, make, monkeypatch):
     first_model, second_model = make(), make()
     first = _fit(first_model, train_small, test_small)
-    monkeypatch.setattr(cu.training, "_label_bound", lambda data: None)  # as for data that fail the scan
+    monkeypatch.setattr(cu.training, "_values_clean", lambda data: False)  # as for data that fail the scan
     second = _fit(second_model, train_small, test_small)
     assert _losses(first) == _losses(second)
     for (name, a), (_, b) in zip(first_model.state_dict().items(), second_model.state_dict().items(), strict=True):
