@@ -7,7 +7,7 @@ train such a group as one model with ``torch.func`` (``stack_module_state`` + ``
 (``check_images`` takes the pixels' min and max to give its one-line error), which ``vmap``
 refuses. So this benchmark times the lever's best case instead: the same network written with
 its weights stacked (M, n_in, n_out) and every layer one batched matmul (``torch.baddbmm``),
-each model its own beta and its own noise, one fused Adam over the stacked weights. That is
+each model its own beta and its own noise, fit's Adam (``training.adam``) over the stacked weights. That is
 what ``vmap`` would lower to, without its overhead.
 
 It times, in turns (``--rounds``), M steps of ``fit`` (``bench_gpu.time_steps``, one per
@@ -33,21 +33,24 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from bench_common import load_average, machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
 from bench_gpu import time_steps  # noqa: E402
+from torch import nn  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from course_utils.data import NUM_PIXELS  # noqa: E402
-from course_utils.training import resolve_precision  # noqa: E402
+from course_utils.training import adam, resolve_precision  # noqa: E402
 
 DEFAULT_NAMES = ("vae-beta-0.5", "vae-beta-1", "vae-beta-4")
 
 
-class StackedVAE:
+class StackedVAE(nn.Module):
     """M copies of a course VAE's network, weights stacked on a leading model axis."""
 
     def __init__(self, m: int, hidden: tuple[int, ...], k: int, betas: list[float], device: torch.device):
-        def layer(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        super().__init__()
+
+        def layer(n_in: int, n_out: int) -> tuple[nn.Parameter, nn.Parameter]:
             w = torch.randn(m, n_in, n_out, device=device) / math.sqrt(n_in)  # (M, n_in, n_out)
-            return w.requires_grad_(), torch.zeros(m, 1, n_out, device=device, requires_grad=True)
+            return nn.Parameter(w), nn.Parameter(torch.zeros(m, 1, n_out, device=device))
 
         sizes = [NUM_PIXELS, *hidden]
         self.encoder = [layer(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
@@ -56,7 +59,7 @@ class StackedVAE:
         self.decoder = [layer(a, b) for a, b in zip(back[:-1], back[1:])]
         self.beta = torch.tensor(betas, device=device)  # (M,) each model's KL weight
         layers = [*self.encoder, self.to_mu, self.to_logvar, *self.decoder]
-        self.parameters = [t for pair in layers for t in pair]
+        self.weights = nn.ParameterList([t for pair in layers for t in pair])  # what Adam steps
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Sum over the M models of recon + beta * KL (nats per image); x is (M, B, 784)."""
@@ -81,7 +84,7 @@ def grouped_step_seconds(recipes: list[cu.Recipe], train: cu.MNISTSplit, device:
     m, batch = len(recipes), first.train.batch_size
     model = StackedVAE(m, tuple(first.config.hidden_dims), first.config.latent_dim,
                        [r.train.beta for r in recipes], device)
-    optimizer = torch.optim.Adam(model.parameters, lr=first.train.lr, fused=device.type in ("cpu", "cuda"))
+    optimizer = adam(model, first.train.lr)  # fit's Adam: fused on CPU and CUDA
     dtype = resolve_precision(first.train, device)
     images = train.x.reshape(len(train), -1)
     generator = torch.Generator().manual_seed(0)
