@@ -88,24 +88,26 @@ class Way:
         _sync(self.device)
         start = time.perf_counter()
         for x, _y in self.batches_of_epoch():
-            x = x.to(self.device, non_blocking=True)
-            cast = (contextlib.nullcontext() if self.dtype is None
-                    else torch.autocast(self.device.type, dtype=self.dtype))
-            with cast:
-                loss = self.step(self.model, x)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is None:
-                loss.backward()
-                self.optimizer.step()
-            else:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            if self.schedule is not None:
-                self.schedule.step()
+            self.train_step(x.to(self.device, non_blocking=True))
         _sync(self.device)
         self.elapsed += time.perf_counter() - start
         self.curve.append((self.elapsed, average_loss(self.model, self.test)[0]))
+
+    def train_step(self, x: torch.Tensor) -> None:
+        """One optimizer step on the batch ``x``, in this way's precision, then one step of its schedule."""
+        cast = contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
+        with cast:
+            loss = self.step(self.model, x)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step()
 
     def seconds_to(self, nats: float) -> tuple[float, int] | None:
         """(training seconds, epoch) when the test -ELBO first reached ``nats``; None: not yet."""
@@ -119,18 +121,18 @@ def warm_up(way: Way, steps: int = 10) -> None:
     """A few steps of ``way`` that are then undone, so one-time start-up costs (kernel choice) hit neither way."""
     weights = {k: v.clone() for k, v in way.model.state_dict().items()}
     optimizer = copy.deepcopy(way.optimizer.state_dict())
+    schedule = copy.deepcopy(way.schedule.state_dict()) if way.schedule is not None else None
+    scaler = copy.deepcopy(way.scaler.state_dict()) if way.scaler is not None else None
     for step, (x, _y) in enumerate(way.batches_of_epoch()):
         if step == steps:
             break
-        x = x.to(way.device)
-        cast = contextlib.nullcontext() if way.dtype is None else torch.autocast(way.device.type, dtype=way.dtype)
-        with cast:
-            loss = way.step(way.model, x)
-        way.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        way.optimizer.step()
+        way.train_step(x.to(way.device))
     way.model.load_state_dict(weights)
     way.optimizer.load_state_dict(optimizer)
+    if schedule is not None:
+        way.schedule.load_state_dict(schedule)
+    if scaler is not None:
+        way.scaler.load_state_dict(scaler)
 
 
 def _sync(device: torch.device) -> None:
