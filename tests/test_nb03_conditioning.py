@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from conftest import small_cvae
@@ -11,6 +13,7 @@ from conftest import small_cvae
 import course_utils as cu
 from course_utils import solutions
 from course_utils.lessons import nb03_conditioning as cd
+from course_utils.lessons import nb03_figures as cdf
 
 
 def test_concat_is_a_per_class_bias_on_an_untrained_layer():
@@ -144,3 +147,16 @@ def test_the_learned_prior_variant_in_the_counts_and_the_label_effect():
     torch.testing.assert_close(cd.label_effect(model), W_y + W_z @ model.prior_mu.detach().T)
     seed003 = cd.parameter_counts(small_cvae("project-relu", 4))
     assert seed003.label_weights == 4 * 10 + 4 and seed003.encoder == concat.encoder - 10 * 32  # no y in the encoder
+
+
+def test_frontier_names_every_model_once_and_no_two_names_overlap():
+    points = json.loads((cu.course_root() / "benchmarks" / "cvae_frontier.json").read_text())["points"]
+    fig = cdf.plot_frontier(points, chosen=points[0])
+    renderer = fig.canvas.get_renderer()
+    names = [t for t in fig.axes[0].texts]
+    assert sorted(t.get_text() for t in names) == sorted({cdf.frontier_label(p) for p in points})
+    boxes = [t.get_window_extent(renderer) for t in names]
+    overlapping = [(names[i].get_text(), names[j].get_text()) for i in range(len(boxes))
+                   for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+    assert not overlapping
+    plt.close(fig)

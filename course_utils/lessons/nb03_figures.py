@@ -220,12 +220,11 @@ def plot_frontier(points: Sequence[dict], target_accuracy: float = LABEL_ACCURAC
     """
     fig, ax = plt.subplots(figsize=(10, 6.2))
     error = [max(1 - p["label_accuracy"], 1e-4) for p in points]
-    for i, name in enumerate(dict.fromkeys(p["model"] for p in points)):
+    own_points = []  # each model's own-prior point, labelled once the axes are final
+    for name in dict.fromkeys(p["model"] for p in points):
         pts = sorted((p for p in points if p["model"] == name), key=lambda p: p["neg_elbo_nats"])
         ax.plot([p["neg_elbo_nats"] for p in pts], [1 - p["label_accuracy"] for p in pts], "-", color="0.8", zorder=1)
-        own = next(p for p in pts if not p["fitted_after_training"])
-        ax.annotate(frontier_label(own), (own["neg_elbo_nats"], 1 - own["label_accuracy"]), fontsize=7,
-                    xytext=(5, 10 if i % 2 else -11), textcoords="offset points", color="0.3")
+        own_points.append(next(p for p in pts if not p["fitted_after_training"]))
         for p in pts:
             ax.scatter(p["neg_elbo_nats"], 1 - p["label_accuracy"], marker=PRIOR_MARKERS[_prior_kind(p)], s=46,
                        color=VARIANT_COLORS.get(p["conditioning"], "gray"), edgecolor="black", linewidth=0.4, zorder=3)
@@ -256,4 +255,23 @@ def plot_frontier(points: Sequence[dict], target_accuracy: float = LABEL_ACCURAC
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left", ncol=2)
     fig.tight_layout()
+    _label_without_overlap(fig, ax, own_points)
+    fig.tight_layout()  # again, to make room for labels that reach past the axes
     return fig
+
+
+def _label_without_overlap(fig, ax, own_points: Sequence[dict]) -> None:
+    """Name each model beside its own-prior point: below it, else above, else further out,
+    whichever first keeps clear of the labels already placed."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for own in own_points:
+        xy = (own["neg_elbo_nats"], 1 - own["label_accuracy"])
+        for dy in (-11, 10, -22, 21):
+            label = ax.annotate(frontier_label(own), xy, fontsize=7, xytext=(5, dy), textcoords="offset points",
+                                color="0.3")
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or dy == 21:
+                break
+            label.remove()
+        placed.append(box)
