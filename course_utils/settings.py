@@ -130,7 +130,7 @@ def _mps_available() -> bool:
 
 # Mixed precision, stated once: on a CPU with bfloat16 in hardware (the cpuinfo flags below),
 # bfloat16 autocast pays from BF16_MIN_BATCH images per step. Measured with `fit` on a 2-core CPU
-# with AMX and AVX-512 BF16 (benchmarks/bench_levers.py): at the course's batch 128 a step of the
+# with AMX and AVX-512 BF16 (benchmarks/bench_levers.py): at batch 128 a step of the
 # 784-512-256-32 VAE takes 8.6 ms against 11.1 ms in float32 (13.4 against 17.7 ms on one
 # thread), and `train all` kept every headline metric within its tolerance (README, Benchmarks).
 # Below 128 images a step is too small to gain. Other CPUs, and MPS, train in float32.

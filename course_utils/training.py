@@ -34,7 +34,7 @@ REFERENCE_BATCHES = 5
 # the first batch that went wrong.
 CHECK_EVERY = 50
 
-# TrainConfig.precision: "auto" lets settings.autocast_dtype choose (at the course's batch 128:
+# TrainConfig.precision: "auto" lets settings.autocast_dtype choose (at the course's batches, 128 and 256:
 # bfloat16 on a CPU with AMX or AVX-512 BF16, float32 on other CPUs); "float32" never autocasts;
 # "bfloat16" always does.
 PRECISIONS = ("auto", "float32", "bfloat16")

@@ -355,7 +355,7 @@ def nearest_code_ratio(draws: torch.Tensor, codes: torch.Tensor, reference: torc
     Median distance from each draw to its nearest code in ``codes`` (for example the
     training images' codes), divided by the same median for ``reference`` (the test
     images' codes). Near 1: the draws land where the data lives; large: in empty space.
-    The measure of notebook 01, section 7.
+    The measure of notebook 01, section 8.
     """
     def median_nearest(z: torch.Tensor) -> torch.Tensor:
         z, c = z.detach().float().cpu(), codes.detach().float().cpu()
