@@ -10,8 +10,8 @@ after training to the training images' codes z ~ q(z | x, y): no retraining), it
 
 It writes the points to benchmarks/cvae_frontier.json, which notebook 03 plots (it never
 retrains them). Course models load from checkpoints/ (train_or_load trains a missing one);
-settings added to EXTRAS train once (seed 0, 784-512-256 MLP, Adam 1e-3, the course's batch, cosine
-learning rate) into build/cvae-frontier/ and load from there on later runs.
+settings added to EXTRAS train once (``recipes.cvae_recipe``: seed 0, the course's MLP, batch and
+Adam, cosine learning rate) into build/cvae-frontier/ and load from there on later runs.
 
     .venv/bin/python benchmarks/bench_cvae_frontier.py             # every setting: about 10 min
                                                                    # on 2 CPU cores with the checkpoints
@@ -35,7 +35,6 @@ torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads(
 
 import course_utils as cu  # noqa: E402
 from course_utils.lessons import nb03_prior as pr  # noqa: E402
-from course_utils.recipes import BATCH, HIDDEN  # noqa: E402
 
 OUT = cu.course_root() / "benchmarks" / "cvae_frontier.json"
 EXTRA_DIR = cu.course_root() / "build" / "cvae-frontier"
@@ -45,13 +44,8 @@ COURSE_MODELS = ("cvae-concat", "cvae-project", "cvae-prior", "cvae-project-relu
 MIXTURE = 10  # components per label of the fitted mixture
 
 
-def _extra(conditioning: str, k: int, beta: float, epochs: int, std: float | None = 3.0) -> cu.Recipe:
-    config = cu.CVAEConfig(latent_dim=k, hidden_dims=HIDDEN, conditioning=conditioning, projection_init_std=std)
-    return cu.Recipe("CVAE", config, cu.TrainConfig(epochs=epochs, batch_size=BATCH, beta=beta, cosine_lr=True))
-
-
 # Settings trained only here, to find what reaches the target, e.g.
-# "frontier-concat-z32-beta1-e30": _extra("concat", 32, 1.0, 30). The two that did
+# "frontier-concat-z32-beta1-e30": cu.recipes.cvae_recipe("concat", k=32, beta=1.0, epochs=30). The two that did
 # ("cvae-concat-frontier", "cvae-prior-frontier": z = 16, beta = 1, now 32 epochs) became course recipes.
 EXTRAS: dict[str, cu.Recipe] = {}
 

@@ -108,8 +108,9 @@ def _vae(k: int, epochs: int, beta: float = 1.0, cosine_lr: bool = False) -> Rec
     return Recipe("VAE", VAEConfig(latent_dim=k, hidden_dims=HIDDEN), train)
 
 
-def _cvae(conditioning: str, k: int = CVAE_LATENT, seed: int = 0, beta: float = CVAE_BETA,
-          projection_init_std: float | None = 3.0, epochs: int = CVAE_EPOCHS) -> Recipe:
+def cvae_recipe(conditioning: str, k: int = CVAE_LATENT, seed: int = 0, beta: float = CVAE_BETA,
+                projection_init_std: float | None = 3.0, epochs: int = CVAE_EPOCHS) -> Recipe:
+    """A CVAE trained the course's way (MLP ``HIDDEN``, batch ``BATCH``, Adam 1e-3, cosine learning rate)."""
     config = CVAEConfig(latent_dim=k, hidden_dims=HIDDEN, conditioning=conditioning,
                         projection_init_std=projection_init_std)
     train = TrainConfig(epochs=epochs, batch_size=BATCH, beta=beta, seed=seed, cosine_lr=True)
@@ -151,16 +152,16 @@ def _all_recipes() -> dict[str, Recipe]:
     recipes["vae-examples"] = Recipe("VAE", VAEConfig(latent_dim=20, hidden_dims=(400,)), TrainConfig(epochs=30))
     for conditioning in CVAE_CONDITIONINGS:
         for seed in CVAE_SEEDS:
-            recipes[cvae_name(conditioning, seed=seed)] = _cvae(conditioning, seed=seed)
+            recipes[cvae_name(conditioning, seed=seed)] = cvae_recipe(conditioning, seed=seed)
         for k in CVAE_LATENT_SIZES:
-            recipes.setdefault(cvae_name(conditioning, k), _cvae(conditioning, k=k))
+            recipes.setdefault(cvae_name(conditioning, k), cvae_recipe(conditioning, k=k))
     # Notebook 03: seed 003's own design once, and the three variants untuned (beta = 1, P at PyTorch's init)
-    recipes["cvae-project-relu"] = _cvae("project-relu")
+    recipes["cvae-project-relu"] = cvae_recipe("project-relu")
     for conditioning in CVAE_CONDITIONINGS:
         std = None if conditioning == "project" else 3.0
-        recipes[f"cvae-{conditioning}-untuned"] = _cvae(conditioning, beta=UNTUNED_BETA, projection_init_std=std)
+        recipes[f"cvae-{conditioning}-untuned"] = cvae_recipe(conditioning, beta=UNTUNED_BETA, projection_init_std=std)
     for conditioning in ("concat", "prior"):  # the frontier's best settings at beta = 1 (a prior fitted after training)
-        recipes[f"cvae-{conditioning}-frontier"] = _cvae(conditioning, k=FRONTIER_LATENT, beta=1.0,
+        recipes[f"cvae-{conditioning}-frontier"] = cvae_recipe(conditioning, k=FRONTIER_LATENT, beta=1.0,
                                                          epochs=FRONTIER_EPOCHS)
     return recipes
 
