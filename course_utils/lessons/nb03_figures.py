@@ -264,14 +264,15 @@ def _label_without_overlap(fig, ax, own_points: Sequence[dict]) -> None:
     """Name each model beside its own-prior point: below it, else above, else further out,
     whichever first keeps clear of the labels already placed."""
     renderer = fig.canvas.get_renderer()
+    offsets = (-11, 10, -22, 21)  # points below / above the marker, the last kept whatever it overlaps
     placed = []
     for own in own_points:
         xy = (own["neg_elbo_nats"], 1 - own["label_accuracy"])
-        for dy in (-11, 10, -22, 21):
+        for dy in offsets:
             label = ax.annotate(frontier_label(own), xy, fontsize=7, xytext=(5, dy), textcoords="offset points",
                                 color="0.3")
             box = label.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) or dy == 21:
+            if dy == offsets[-1] or not any(box.overlaps(other) for other in placed):
                 break
             label.remove()
         placed.append(box)
