@@ -32,6 +32,7 @@ from bench_common import machine_line  # noqa: E402  (this folder is on sys.path
 from torch import nn  # noqa: E402
 
 import course_utils as cu  # noqa: E402
+from course_utils.cli import TRAINING_FREED_BLOCK_MIB  # noqa: E402
 from course_utils.training import average_loss, precision_name, resolve_precision  # noqa: E402
 
 WARM_UP_STEPS = 5
@@ -60,10 +61,11 @@ def time_recipe(recipe: cu.Recipe, train: cu.MNISTSplit, test: cu.MNISTSplit, de
                 steps: int) -> tuple[float, float]:
     """(seconds per training step, seconds of one test-loss pass) of ``recipe`` on ``device``."""
     step, model = time_steps(recipe, train, device, steps)
-    average_loss(model, test, recipe.train.beta)  # warm-up of the evaluation
+    dtype = resolve_precision(recipe.train, device)  # fit scores the test set in its training precision
+    average_loss(model, test, recipe.train.beta, dtype=dtype)  # warm-up of the evaluation
     _sync(device)
     start = time.perf_counter()
-    average_loss(model, test, recipe.train.beta)
+    average_loss(model, test, recipe.train.beta, dtype=dtype)
     _sync(device)
     return step, time.perf_counter() - start
 
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     device = cu.pick_device()
+    cu.release_freed_memory(TRAINING_FREED_BLOCK_MIB)  # as `train` runs: freed blocks kept for reuse
     print(machine_line(device))
     train = cu.load_mnist("train", device=device)
     test = cu.load_mnist("test", device=device)

@@ -205,7 +205,9 @@ def release_freed_memory(threshold_mib: int = 16) -> bool:
     1,189 MiB with it at 16 MiB, in the same time (81 s against 79; a 4 MiB threshold saved
     no more and took 115 s, as every tensor above it is mapped and faulted in afresh). The
     notebooks call this in their set-up cell. The environment variables
-    ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do the same. Linux with glibc
+    ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do the same. ``python -m course_utils
+    train`` sets 128 MiB instead (``cli.TRAINING_FREED_BLOCK_MIB``): a training step's tensors are
+    then reused, not faulted in afresh, at the price of a larger process. Linux with glibc
     only; returns whether it was applied (False elsewhere, where it does nothing).
     """
     if not sys.platform.startswith("linux"):

@@ -230,6 +230,19 @@ def test_jobs_must_be_positive(capsys):
     assert code == 2 and "--jobs" in err and "positive integer" in err
 
 
+def test_training_processes_keep_freed_blocks_for_reuse(tmp_path, monkeypatch, capsys):
+    """`train` and each of its workers raise glibc's thresholds, so a step's tensors are not faulted in afresh."""
+    asked = []
+    monkeypatch.setattr(cli, "release_freed_memory", asked.append)
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # _start_worker would ignore Ctrl-C here
+    cli._start_worker()
+    assert asked == [cli.TRAINING_FREED_BLOCK_MIB]
+    monkeypatch.setenv("COURSE_FAST", "1")
+    code, _, err = _main(capsys, "train", "ae-2", "--epochs", "1", "--jobs", "1", "--out", str(tmp_path))
+    assert code == 0, err
+    assert asked == [cli.TRAINING_FREED_BLOCK_MIB] * 2 and cli.TRAINING_FREED_BLOCK_MIB >= 64
+
+
 def test_train_all_in_parallel_trains_the_classifier_before_any_cvae(tmp_path):
     """Two at a time (fast mode, 1 epoch): every model saved, and no CVAE starts before the classifier is saved."""
     out = tmp_path / "out"

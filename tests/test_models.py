@@ -95,6 +95,20 @@ def test_classifier_shapes(x_batch):
     assert int(predicted.min()) >= 0 and int(predicted.max()) <= 9
 
 
+def test_classifier_computes_channels_last_and_reads_channels_first_weights(x_batch):
+    """Its convolution weights are stored channels-last (fast max pooling on a CPU); a state dict
+    saved channels-first, as every checkpoint before that was, loads and gives the same logits."""
+    model = small_classifier()
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in model.features[::3])
+    feature_maps = model.features(x_batch.reshape(-1, 1, 28, 28))
+    assert feature_maps.is_contiguous(memory_format=torch.channels_last) and not feature_maps.is_contiguous()
+    channels_first = small_classifier(seed=1).to(memory_format=torch.contiguous_format)
+    assert channels_first.features[3].weight.is_contiguous()
+    model.load_state_dict(channels_first.state_dict())
+    assert model.features[3].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(x_batch), channels_first(x_batch), atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- reparameterize
 def test_reparameterize_with_pinned_eps_is_the_formula():
     mu = torch.tensor([[0.5, -1.0, 2.0]])

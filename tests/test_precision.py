@@ -127,10 +127,23 @@ def test_fit_in_bfloat16_runs_and_lands_near_float32(train_small, test_small):
     full = cu.fit(small_vae(), train_small, test_small, config, progress=False)
     model = small_vae()
     half = cu.fit(model, train_small, test_small, dataclasses.replace(config, precision="bfloat16"), progress=False)
-    assert half.test_loss != full.test_loss  # autocast really ran
+    # autocast really ran (the test loss alone can round to the same float: 528.5806884765625 both)
+    assert half.train_loss != full.train_loss and half.test_recon != full.test_recon
     assert half.test_loss[0] == pytest.approx(full.test_loss[0], rel=0.05)
     assert half.train_loss[0] == pytest.approx(full.train_loss[0], rel=0.05)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # the weights stay float32
+
+
+def test_fit_scores_the_test_set_after_each_epoch_in_its_training_precision(train_small, test_small):
+    config = cu.TrainConfig(epochs=1, batch_size=64, seed=3, precision="bfloat16")
+    model = small_vae()
+    history = cu.fit(model, train_small, test_small, config, progress=False)
+    in_bfloat16 = training.average_loss(model, test_small, dtype=torch.bfloat16)
+    in_float32 = training.average_loss(model, test_small)
+    assert history.test_loss[-1] == in_bfloat16[0]  # the same pinned noise, the same precision
+    assert in_bfloat16 != in_float32  # autocast really ran
+    assert in_bfloat16 == pytest.approx(in_float32, rel=0.01)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_auto_fit_on_this_cpu_is_exactly_float32(train_small, test_small):
