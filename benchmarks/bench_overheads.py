@@ -6,13 +6,16 @@
    (``settings.release_freed_memory``). The setting lasts for the process, so each measurement
    runs in a fresh child process.
 2. **The classifier's memory layout.** Its convolution weights are stored channels-last, which
-   makes its feature maps channels-last; channels-first max pooling is several times slower on
-   a CPU. Timed both ways (``--layouts``), in both allocator settings.
+   makes its feature maps channels-last; channels-first max pooling is about twice as slow on
+   a CPU. Timed both ways, in both allocator settings.
 3. **The test loss after each epoch** (``training.average_loss``), in float32 and in the training's
    precision (``fit`` uses the latter; on a CPU with AMX or AVX-512 BF16 that is bfloat16).
 
-Last, for scale, the speed of the arithmetic itself: GFLOP/s of one matrix product at 2048 x 2048
-x 2048 and at the shape of the MLPs' first layer at batch 256, in float32 and bfloat16.
+Last, for scale: the classifier's first max pooling alone in both layouts; the share of each
+model's CPU time spent in matrix products and convolutions (``torch.profiler`` over ``fit``); and
+the speed of the arithmetic itself, GFLOP/s of one matrix product at 2048 x 2048 x 2048 and at the
+shape of the MLPs' first layer at batch 256, in float32 and bfloat16. The test-loss and later
+figures are measured with freed memory kept, as `train` runs.
 
 Settings take turns ``--rounds`` times in fresh processes, so that a change in the machine's load
 hits all alike; the tables give medians, and the children's peak resident memory. One thread by
@@ -35,6 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 try:
     import resource  # Unix only: the children's peak memory
@@ -44,7 +48,9 @@ except ImportError:
 os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from bench_common import load_average, machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from course_utils import cli, training  # noqa: E402
@@ -73,22 +79,61 @@ def child(name: str, layout: str, allocator: str, steps: int, threads: int) -> t
     return history.seconds[0] / steps, peak
 
 
-def test_loss_seconds(name: str, rounds: int, threads: int) -> tuple[float, float, str]:
-    """(float32 s, training precision s, that precision's name): one pass of the test loss, medians."""
+class TestLoss(NamedTuple):
+    float32_s: float  # one pass of the test loss in float32 (median)
+    own_s: float  # the same in the training's precision
+    precision: str  # that precision
+    relative_difference: float  # |own - float32| / float32 of the loss, on the shipped checkpoint
+
+
+def test_loss(name: str, rounds: int, threads: int) -> TestLoss:
+    """One pass of the test loss of ``name`` in float32 and in its training precision, on the shipped
+    checkpoint (an untrained model where there is none)."""
     torch.set_num_threads(threads)
     recipe = cu.course_recipe(name, fast=False)
     dtype = training.resolve_precision(recipe.train, "cpu")
-    model, test = recipe.build(), cu.load_mnist("test")
+    path = cu.settings.shipped_checkpoint_dir() / f"{name}.pt"
+    model, test = (cu.load_checkpoint(path).model if path.exists() else recipe.build()), cu.load_mnist("test")
     times: dict[str, list[float]] = {"float32": [], "training": []}
+    losses = {}
     for _ in range(rounds + 1):  # the first round warms up
         for label, kind in (("float32", None), ("training", dtype)):
             start = time.perf_counter()
-            training.average_loss(model, test, recipe.train.beta, dtype=kind)
+            losses[label] = training.average_loss(model, test, recipe.train.beta, dtype=kind)[0]
             times[label].append(time.perf_counter() - start)
-    return (statistics.median(times["float32"][1:]), statistics.median(times["training"][1:]),
-            training.precision_name(dtype))
+    return TestLoss(statistics.median(times["float32"][1:]), statistics.median(times["training"][1:]),
+                    training.precision_name(dtype), abs(losses["training"] - losses["float32"]) / losses["float32"])
 
 
+def pooling_ms(memory_format: torch.memory_format, repeats: int = 20) -> float:
+    """Milliseconds of the classifier's first 2 x 2 max pooling, forward and backward, at batch 256 in
+    bfloat16, over feature maps in ``memory_format``."""
+    maps = torch.randn(256, 32, 28, 28).to(torch.bfloat16).contiguous(memory_format=memory_format)
+    maps.requires_grad_(True)
+    grad = torch.randn(256, 32, 14, 14).to(torch.bfloat16)
+    for _ in range(3):
+        F.max_pool2d(maps, 2).backward(grad)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        F.max_pool2d(maps, 2).backward(grad)
+    return 1e3 * (time.perf_counter() - start) / repeats
+
+
+def matmul_share(name: str, steps: int) -> float:
+    """Share of the CPU time of ``steps`` steps of ``fit`` (recipe ``name``) spent in matrix products."""
+    recipe = cu.course_recipe(name, fast=False)
+    model, train = recipe.build(), cu.load_mnist("train")
+    config = dataclasses.replace(recipe.train, epochs=1, cosine_lr=False, train_size=steps * recipe.train.batch_size)
+    cu.fit(model, train, None, config, progress=False)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        cu.fit(model, train, None, config, progress=False)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS) / total
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+              "aten::convolution_backward")
 # (rows, inner, columns) of the timed matrix products: a large square one, and an MLP's first layer
 MATMUL_SHAPES = ((2048, 2048, 2048), (256, 784, 512))
 
@@ -129,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                 out = subprocess.run(
                     [sys.executable, str(Path(__file__).resolve()), "--child", f"{name},{layout},{allocator}",
                      "--steps", str(args.steps), "--threads", str(args.threads)],
-                    capture_output=True, text=True, check=True)
+                    capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise SystemExit(f"the measurement of {name} ({layout}, {allocator}) failed:\n{out.stderr}")
                 seconds, peak = json.loads(out.stdout.splitlines()[-1])
                 times[(name, layout, allocator)].append(seconds)
                 peaks[(name, layout, allocator)].append(peak)
@@ -142,12 +189,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {layout} | {allocator} | {1e3 * statistics.median(t):.1f} | "
                   f"{1e3 * min(t):.1f} to {1e3 * max(t):.1f} | {base / statistics.median(t):.2f}x | "
                   f"{max(peaks[(name, layout, allocator)]):,.0f} |")
-    print("\n| model | test loss, float32 s | in the training's precision s | precision | speed |")
-    print("| --- | --- | --- | --- | --- |")
+    cu.release_freed_memory(cli.TRAINING_FREED_BLOCK_MIB)  # from here on, as `train` runs
+    print("\n| model | test loss, float32 s | in the training's precision s | precision | speed | rel. difference |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name in args.names:
-        full, own, precision = test_loss_seconds(name, args.rounds, args.threads)
-        print(f"| {name} | {full:.2f} | {own:.2f} | {precision} | {full / own:.2f}x |")
+        t = test_loss(name, args.rounds, args.threads)
+        print(f"| {name} | {t.float32_s:.2f} | {t.own_s:.2f} | {t.precision} | {t.float32_s / t.own_s:.2f}x | "
+              f"{t.relative_difference:.1e} |")
     torch.set_num_threads(args.threads)
+    first, last = pooling_ms(torch.contiguous_format), pooling_ms(torch.channels_last)
+    print(f"\nthe classifier's first max pooling, forward and backward (batch 256, bfloat16): channels-first "
+          f"{first:.1f} ms, channels-last {last:.1f} ms ({first / last:.1f}x)")
+    for name in args.names:
+        print(f"share of {name}'s CPU time in matrix products and convolutions ({args.steps} steps of fit, "
+              f"torch.profiler): {100 * matmul_share(name, args.steps):.0f}%")
     print("\n| matrix product | float32 GFLOP/s | bfloat16 GFLOP/s |")
     print("| --- | --- | --- |")
     for shape in MATMUL_SHAPES:

@@ -173,12 +173,13 @@ def _short(path: Path) -> str:
         return str(path)
 
 
-# Training processes keep freed blocks below this size for reuse. glibc's default hands blocks of a
+# Training processes keep up to this much freed memory for reuse (settings.release_freed_memory;
+# blocks of 32 MiB or more are still mapped on their own). glibc's default hands freed blocks of a
 # few MiB back to the system and maps them afresh, so each step page-faults its large tensors in
-# again: with it, a step of the classifier took 83 to 93 ms against 58 to 64 (one thread, channels-last
-# weights; two runs of benchmarks/bench_overheads.py); the MLPs' steps, with smaller tensors, did not
-# move beyond the noise (0.80x to 1.20x). Not in the notebooks: there memory counts more, and they call
-# settings.release_freed_memory with its default of 16 MiB.
+# again: with it, a step of the classifier (channels-last weights, one thread) took 78 to 93 ms
+# against 45 to 64 ms (three runs of benchmarks/bench_overheads.py); the MLPs' steps, with smaller
+# tensors, did not move beyond the noise (0.80x to 1.20x), nor did peak memory. Not in the notebooks:
+# there memory counts more, and they call settings.release_freed_memory with its default of 16 MiB.
 TRAINING_FREED_BLOCK_MIB = 128
 
 

@@ -433,9 +433,9 @@ class DigitClassifier(nn.Module):
             nn.Dropout(config.dropout), nn.Linear(config.hidden_dim, NUM_CLASSES),
         )
         # Convolution weights stored channels-last (N, H, W, C in memory) make every feature map
-        # channels-last too. On a CPU, max pooling over channels-first maps is several times slower:
-        # as `train` runs, a training step took 1.36x to 1.41x as long channels-first, predicting the
-        # 10,000 test digits 2.9x (benchmarks/bench_overheads.py). Same numbers; checkpoints load either way.
+        # channels-last too. On a CPU, max pooling over channels-first maps is about twice as slow, and
+        # as `train` runs a training step took 1.36x to 1.47x as long channels-first
+        # (benchmarks/bench_overheads.py). Same numbers either way; checkpoints load either way.
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

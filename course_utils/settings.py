@@ -194,28 +194,33 @@ def seed_everything(seed: int) -> None:
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's <malloc.h>
+# The largest mmap threshold glibc documents on 64-bit systems (mallopt(3)); older versions refuse more.
+MAX_MMAP_THRESHOLD_MIB = 32
 
 
 def release_freed_memory(threshold_mib: int = 16) -> bool:
-    """Have glibc hand freed blocks of ``threshold_mib`` MiB or more back to the system.
+    """Have glibc hand freed memory back to the system once ``threshold_mib`` MiB of it lie unused.
 
-    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), and its
-    trim threshold with it, so the large tensors of later passes come from a heap it rarely
-    returns. Measured here on notebook 01 (one thread): kernel peak 1,428 MiB without this,
-    1,189 MiB with it at 16 MiB, in the same time (81 s against 79; a 4 MiB threshold saved
-    no more and took 115 s, as every tensor above it is mapped and faulted in afresh). The
-    notebooks call this in their set-up cell. The environment variables
-    ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do the same. ``python -m course_utils
-    train`` sets 128 MiB instead (``cli.TRAINING_FREED_BLOCK_MIB``): a training step's tensors are
-    then reused, not faulted in afresh, at the price of a larger process. Linux with glibc
-    only; returns whether it was applied (False elsewhere, where it does nothing).
+    Sets glibc's trim threshold (freed memory at the top of the heap it keeps) to
+    ``threshold_mib`` and its mmap threshold (blocks it maps on their own, and unmaps when they
+    are freed) to the same, at most ``MAX_MMAP_THRESHOLD_MIB``. By default glibc raises both each
+    time a large block is freed, so the large tensors of later passes come from a heap it rarely
+    returns. Measured here on notebook 01 (one thread): kernel peak 1,428 MiB without this, 1,189
+    MiB with it at 16 MiB, in the same time (81 s against 79; a 4 MiB threshold saved no more and
+    took 115 s, as every tensor above it is mapped and faulted in afresh). The notebooks call this
+    in their set-up cell. The environment variables ``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` do the same. ``python -m course_utils train`` asks for 128 MiB
+    instead (``cli.TRAINING_FREED_BLOCK_MIB``): a training step's freed tensors are then reused,
+    not faulted in afresh. Linux with glibc only; returns whether it was applied (False
+    elsewhere, where it does nothing).
     """
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        size = int(threshold_mib) << 20  # the trim threshold too: glibc raised it with the other
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, size)) and bool(libc.mallopt(M_TRIM_THRESHOLD, size))
+        trim = int(threshold_mib) << 20
+        mmap = min(int(threshold_mib), MAX_MMAP_THRESHOLD_MIB) << 20
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
     except (OSError, AttributeError):  # musl (Alpine) or no libc.so.6: leave the default
         return False
 

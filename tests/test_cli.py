@@ -235,6 +235,7 @@ def test_training_processes_keep_freed_blocks_for_reuse(tmp_path, monkeypatch, c
     asked = []
     monkeypatch.setattr(cli, "release_freed_memory", asked.append)
     monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # _start_worker would ignore Ctrl-C here
+    monkeypatch.setattr(cli.tqdm, "set_lock", lambda lock: None)  # and swap tqdm's lock for this process
     cli._start_worker()
     assert asked == [cli.TRAINING_FREED_BLOCK_MIB]
     monkeypatch.setenv("COURSE_FAST", "1")

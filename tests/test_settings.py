@@ -227,6 +227,17 @@ def test_release_freed_memory_sets_glibcs_threshold_or_says_it_cannot(monkeypatc
     def no_glibc(name):
         raise OSError("libc.so.6: cannot open shared object file")
 
+    calls.clear()
+
+    class OlderGlibc(FakeLibc):  # refuses an mmap threshold above 32 MiB, as mallopt(3) documents
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return int(param != cu.settings.M_MMAP_THRESHOLD or value <= 32 << 20)
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: OlderGlibc())
+    assert cu.release_freed_memory(128) is True  # train's setting: keep 128 MiB, map blocks from 32 MiB
+    assert calls == [(cu.settings.M_MMAP_THRESHOLD, 32 << 20), (cu.settings.M_TRIM_THRESHOLD, 128 << 20)]
+
     monkeypatch.setattr(ctypes, "CDLL", no_glibc)
     assert cu.release_freed_memory() is False  # musl or no libc.so.6: nothing changes
     monkeypatch.setattr(sys, "platform", "darwin")
