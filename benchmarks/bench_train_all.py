@@ -15,8 +15,8 @@ With ``--epochs E`` every model trains E epochs only, and its time is extrapolat
 recipe's epochs (seconds x recipe epochs / E); the metrics are then not comparable, and the
 extrapolated total is the sum over the models (the wall time of ``--jobs 1``, not of parallel
 jobs). Run it on an otherwise idle machine (``uptime``); a full run with the defaults took
-13 minutes on 2 idle CPU cores (796 s, the recipes at batch 256; 1,007 s before the costs
-around the arithmetic were cut: benchmarks/bench_overheads.py).
+13 to 16 minutes on 2 idle CPU cores (796 to 932 s in three runs, the recipes at batch 256;
+1,007 s before the costs around the arithmetic were cut: benchmarks/bench_overheads.py).
 
 The CVAEs' label accuracy is scored by the shipped classifier (``recipes.load_classifier``, the
 course's judge), not by the one this run trains into its folder. So copying a kept folder over
