@@ -46,10 +46,15 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def time_steps(recipe: cu.Recipe, train: cu.MNISTSplit, device: torch.device, steps: int) -> tuple[float, nn.Module]:
-    """(seconds per training step, the model) of ``steps`` steps of ``fit`` with ``recipe``, after a warm-up."""
-    cu.seed_everything(recipe.train.seed)
-    model = recipe.build().to(device)
+def time_steps(recipe: cu.Recipe, train: cu.MNISTSplit, device: torch.device, steps: int,
+               model: nn.Module | None = None) -> tuple[float, nn.Module]:
+    """(seconds per training step, the model) of ``steps`` steps of ``fit`` with ``recipe``, after a warm-up.
+
+    ``model``: the model to train (default: the recipe's, built with its seed)."""
+    if model is None:
+        cu.seed_everything(recipe.train.seed)
+        model = recipe.build()
+    model = model.to(device)
     batch = recipe.train.batch_size
     short = dataclasses.replace(recipe.train, epochs=1, cosine_lr=False)
     cu.fit(model, train, None, dataclasses.replace(short, train_size=WARM_UP_STEPS * batch), progress=False)

@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,13 +51,13 @@ os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from bench_common import load_average, machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_gpu import time_steps  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from course_utils import cli, training  # noqa: E402
 
 DEFAULT_NAMES = ("classifier", "cvae-concat", "vae", "ae-8")
-WARM_UP_STEPS = 5
 ALLOCATORS = ("glibc default", "kept")  # as a notebook (or any Python) runs, and as `train` runs
 
 
@@ -66,17 +67,13 @@ def child(name: str, layout: str, allocator: str, steps: int, threads: int) -> t
     if allocator == "kept":
         cu.release_freed_memory(cli.TRAINING_FREED_BLOCK_MIB)
     recipe = cu.course_recipe(name, fast=False)
-    train = cu.load_mnist("train")
     cu.seed_everything(recipe.train.seed)
     model = recipe.build()
     if layout == "channels-first":
         model = model.to(memory_format=torch.contiguous_format)
-    batch = recipe.train.batch_size
-    short = dataclasses.replace(recipe.train, epochs=1, cosine_lr=False)
-    cu.fit(model, train, None, dataclasses.replace(short, train_size=WARM_UP_STEPS * batch), progress=False)
-    history = cu.fit(model, train, None, dataclasses.replace(short, train_size=steps * batch), progress=False)
+    step, _ = time_steps(recipe, cu.load_mnist("train"), torch.device("cpu"), steps, model)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if resource else math.nan  # KiB on Linux
-    return history.seconds[0] / steps, peak
+    return step, peak
 
 
 class TestLoss(NamedTuple):
@@ -105,18 +102,23 @@ def test_loss(name: str, rounds: int, threads: int) -> TestLoss:
                     training.precision_name(dtype), abs(losses["training"] - losses["float32"]) / losses["float32"])
 
 
-def pooling_ms(memory_format: torch.memory_format, repeats: int = 20) -> float:
+def seconds_per_call(work: Callable[[], object], repeats: int = 20) -> float:
+    """Mean seconds of ``work()`` over ``repeats`` calls, after 3 calls of warm-up."""
+    for _ in range(3):
+        work()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        work()
+    return (time.perf_counter() - start) / repeats
+
+
+def pooling_ms(memory_format: torch.memory_format) -> float:
     """Milliseconds of the classifier's first 2 x 2 max pooling, forward and backward, at batch 256 in
     bfloat16, over feature maps in ``memory_format``."""
     maps = torch.randn(256, 32, 28, 28).to(torch.bfloat16).contiguous(memory_format=memory_format)
     maps.requires_grad_(True)
     grad = torch.randn(256, 32, 14, 14).to(torch.bfloat16)
-    for _ in range(3):
-        F.max_pool2d(maps, 2).backward(grad)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        F.max_pool2d(maps, 2).backward(grad)
-    return 1e3 * (time.perf_counter() - start) / repeats
+    return 1e3 * seconds_per_call(lambda: F.max_pool2d(maps, 2).backward(grad))
 
 
 def matmul_share(name: str, steps: int) -> float:
@@ -138,14 +140,9 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mk
 MATMUL_SHAPES = ((2048, 2048, 2048), (256, 784, 512))
 
 
-def matmul_gflops(rows: int, inner: int, columns: int, dtype: torch.dtype, repeats: int = 20) -> float:
+def matmul_gflops(rows: int, inner: int, columns: int, dtype: torch.dtype) -> float:
     a, b = torch.randn(rows, inner).to(dtype), torch.randn(inner, columns).to(dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * rows * inner * columns * repeats / (time.perf_counter() - start) / 1e9
+    return 2 * rows * inner * columns / seconds_per_call(lambda: a @ b) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
