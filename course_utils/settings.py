@@ -133,7 +133,10 @@ def _mps_available() -> bool:
 # with AMX and AVX-512 BF16 (benchmarks/bench_levers.py): at batch 128 a step of the
 # 784-512-256-32 VAE takes 8.6 ms against 11.1 ms in float32 (13.4 against 17.7 ms on one
 # thread), and `train all` kept every headline metric within its tolerance (README, Benchmarks).
-# Below 128 images a step is too small to gain. Other CPUs, and MPS, train in float32.
+# Below 128 images a step is too small to gain. Other CPUs, and MPS, train in float32: on a 2-core
+# Intel Xeon whose hypervisor exposes AVX-512 but neither flag, a step with bfloat16 autocast
+# forced took 2.1 to 3.4 times as long as in float32 (bench_levers.py, one thread: `vae` at batch
+# 128 34.7 against 10.2 ms; README, Benchmarks).
 FAST_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_MIN_BATCH = 128
 
