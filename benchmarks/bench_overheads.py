@@ -11,8 +11,9 @@
 3. **The test loss after each epoch** (``training.average_loss``), in float32 and in the training's
    precision (``fit`` uses the latter; on a CPU with AMX or AVX-512 BF16 that is bfloat16).
 
-Last, for scale: the classifier's first max pooling alone in both layouts; the share of each
-model's CPU time spent in matrix products and convolutions (``torch.profiler`` over ``fit``); and
+Last, for scale: the classifier's first max pooling alone in both layouts, in the precision it
+trains in here; the share of each model's CPU time spent in matrix products and convolutions
+(``torch.profiler`` over ``fit``); and
 the speed of the arithmetic itself, GFLOP/s of one matrix product at 2048 x 2048 x 2048 and at the
 shape of the MLPs' first layer at batch 256, in float32 and bfloat16. The test-loss and later
 figures are measured with freed memory kept, as `train` runs.
@@ -112,12 +113,12 @@ def seconds_per_call(work: Callable[[], object], repeats: int = 20) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def pooling_ms(memory_format: torch.memory_format) -> float:
+def pooling_ms(memory_format: torch.memory_format, dtype: torch.dtype) -> float:
     """Milliseconds of the classifier's first 2 x 2 max pooling, forward and backward, at batch 256 in
-    bfloat16, over feature maps in ``memory_format``."""
-    maps = torch.randn(256, 32, 28, 28).to(torch.bfloat16).contiguous(memory_format=memory_format)
+    ``dtype``, over feature maps in ``memory_format``."""
+    maps = torch.randn(256, 32, 28, 28).to(dtype).contiguous(memory_format=memory_format)
     maps.requires_grad_(True)
-    grad = torch.randn(256, 32, 14, 14).to(torch.bfloat16)
+    grad = torch.randn(256, 32, 14, 14).to(dtype)
     return 1e3 * seconds_per_call(lambda: F.max_pool2d(maps, 2).backward(grad))
 
 
@@ -194,8 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {t.float32_s:.2f} | {t.own_s:.2f} | {t.precision} | {t.float32_s / t.own_s:.2f}x | "
               f"{t.relative_difference:.1e} |")
     torch.set_num_threads(args.threads)
-    first, last = pooling_ms(torch.contiguous_format), pooling_ms(torch.channels_last)
-    print(f"\nthe classifier's first max pooling, forward and backward (batch 256, bfloat16): channels-first "
+    # in the precision the classifier trains in here (bfloat16 only on a CPU with bfloat16 hardware)
+    dtype = training.resolve_precision(cu.recipes.course_recipe("classifier", fast=False).train, "cpu") or torch.float32
+    first, last = pooling_ms(torch.contiguous_format, dtype), pooling_ms(torch.channels_last, dtype)
+    print(f"\nthe classifier's first max pooling, forward and backward (batch 256, "
+          f"{training.precision_name(dtype)}): channels-first "
           f"{first:.1f} ms, channels-last {last:.1f} ms ({first / last:.1f}x)")
     for name in args.names:
         print(f"share of {name}'s CPU time in matrix products and convolutions ({args.steps} steps of fit, "
