@@ -196,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{t.relative_difference:.1e} |")
     torch.set_num_threads(args.threads)
     # in the precision the classifier trains in here (bfloat16 only on a CPU with bfloat16 hardware)
-    dtype = training.resolve_precision(cu.recipes.course_recipe("classifier", fast=False).train, "cpu") or torch.float32
-    first, last = pooling_ms(torch.contiguous_format, dtype), pooling_ms(torch.channels_last, dtype)
+    pool_dtype = training.resolve_precision(cu.course_recipe("classifier", fast=False).train, "cpu") or torch.float32
+    first, last = pooling_ms(torch.contiguous_format, pool_dtype), pooling_ms(torch.channels_last, pool_dtype)
     print(f"\nthe classifier's first max pooling, forward and backward (batch 256, "
-          f"{training.precision_name(dtype)}): channels-first "
+          f"{training.precision_name(pool_dtype)}): channels-first "
           f"{first:.1f} ms, channels-last {last:.1f} ms ({first / last:.1f}x)")
     for name in args.names:
         print(f"share of {name}'s CPU time in matrix products and convolutions ({args.steps} steps of fit, "
