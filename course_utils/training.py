@@ -13,6 +13,7 @@ import dataclasses
 import math
 import numbers
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -143,6 +144,42 @@ def optimizer_name(device: torch.device | str) -> str:
     return "Adam (fused)" if _fused_adam(device) else "Adam"
 
 
+# Adam's running mean of a gradient that has turned exactly zero (the first layer's weights from
+# pixels that are nearly always black, the outgoing weights of ReLU units that stopped firing)
+# shrinks by beta1 = 0.9 a step, and some 800 steps on it lies below float32's smallest normal
+# number (1.2e-38), where x86 CPUs compute many times slower. In the course's VAE after 4 epochs,
+# 237,680 of its 1.1 million such means were subnormal, and from the fourth epoch on every MLP
+# recipe's epochs took 1.3x to 2.2x as long as its first three (benchmarks/README.md, "Subnormal
+# numbers"). Flushing them to zero changes no weight a float32 model can tell apart (the update
+# they would give is below 1e-30), so fit flushes while it trains (CPU arithmetic only; GPUs are
+# not slowed by them) and then puts the setting back as it found it.
+_SUBNORMAL = 1e-39  # a float32 number below the smallest normal one
+
+
+def _flushing_subnormals() -> bool:
+    """Whether this thread's CPU arithmetic now flushes subnormal float32 numbers to zero."""
+    return (torch.tensor([_SUBNORMAL]) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def subnormals_flushed() -> Iterator[bool]:
+    """Flush subnormal numbers to zero in CPU arithmetic inside the block (``torch.set_flush_denormal``);
+    yields whether this CPU can (False: nothing changed). The setting found is restored after."""
+    was = _flushing_subnormals()
+    can = torch.set_flush_denormal(True)
+    try:
+        yield can
+    finally:
+        torch.set_flush_denormal(was)
+
+
+def subnormal_mode() -> str:
+    """"flushed to zero" or "kept": what ``fit`` does with subnormal numbers on this CPU, as a
+    checkpoint's metrics record it."""
+    with subnormals_flushed() as can:
+        return "flushed to zero" if can else "kept"
+
+
 # ----------------------------------------------------------------------------- fit
 @torch.enable_grad()  # a notebook cell may call fit inside torch.no_grad(); training needs gradients
 def fit(
@@ -162,7 +199,8 @@ def fit(
     batches and at the end of each epoch). ``config.precision`` decides whether the forward
     pass and loss run under ``torch.autocast`` (``resolve_precision``), the test loss after each
     epoch too (``metrics.evaluate``, which scores a trained model, always computes in float32);
-    weights stay float32.
+    weights stay float32. CPU arithmetic flushes subnormal numbers to zero while it trains
+    (``subnormals_flushed``).
     The images and labels are scanned once at the start; the models' input checks then skip
     their per-batch value scans (``checks.values_checked``), so no step waits on the host.
     """
@@ -188,7 +226,7 @@ def fit(
     # Clean data is checked once here, not on every batch (no per-batch host synchronisation); data
     # that fail the check train as before, so the error names the epoch and batch where it shows.
     clean = all(_values_clean(split) for split in (train, test) if split is not None)
-    with values_checked(NUM_CLASSES) if clean else contextlib.nullcontext():
+    with values_checked(NUM_CLASSES) if clean else contextlib.nullcontext(), subnormals_flushed():
         for epoch in bar:
             model.train()
             start = time.perf_counter()

@@ -103,6 +103,46 @@ def test_fit_uses_fused_adam_on_the_cpu_and_it_agrees_with_the_default_adam(trai
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
 
 
+def _flushing() -> bool:
+    """Whether this thread's arithmetic now flushes subnormal float32 numbers to zero."""
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+
+
+def test_fit_keeps_adams_state_free_of_subnormal_numbers(train_small, monkeypatch):
+    """Adam's running mean of a gradient that has turned exactly zero (a rarely lit pixel's weights)
+    shrinks by 0.9 a step and, some 800 steps on, would sit below float32's smallest normal number,
+    where a CPU computes many times slower. Here that happens within 960 steps of a small
+    autoencoder unless fit flushes such numbers to zero, which it does while it trains."""
+    tiny = torch.finfo(torch.float32).tiny
+    subnormal_counts: list[int] = []
+    flushing: list[bool] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        flushing.append(_flushing())
+        out = step(self, *args, **kwargs)
+        subnormal_counts.append(sum(int(((m := s["exp_avg"]) != 0).logical_and(m.abs() < tiny).sum())
+                                    for s in self.state.values()))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    history = _fit(small_ae(), train_small, None, cu.TrainConfig(epochs=30, batch_size=16))
+    assert all(math.isfinite(v) for v in history.train_loss)
+    assert len(subnormal_counts) == 960 and set(flushing) == {True}
+    assert max(subnormal_counts) == 0, f"{sum(map(bool, subnormal_counts))} steps left subnormal numbers"
+    assert not _flushing()  # and fit puts the setting back as it found it
+
+
+def test_fit_leaves_flushing_on_when_it_was_on(train_small):
+    torch.set_flush_denormal(True)
+    try:
+        _fit(small_ae(), train_small, None, dataclasses.replace(SMALL, epochs=1))
+        assert _flushing()
+    finally:
+        torch.set_flush_denormal(False)
+    assert not _flushing()
+
+
 def test_fit_follows_the_cosine_schedule(train_small, monkeypatch):
     """cosine_lr must change the learning rate of every step: from lr at the start to 0 at the end."""
     seen: list[float] = []
