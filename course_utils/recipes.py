@@ -37,7 +37,7 @@ from .settings import (
     seed_everything,
     shipped_checkpoint_dir,
 )
-from .training import History, TrainConfig, fit, optimizer_name, precision_name, resolve_precision, subnormal_mode
+from .training import History, TrainConfig, fit, optimizer_name, precision_name, resolve_precision
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -295,7 +295,7 @@ def train_or_load(
     classifier = load_classifier(device) if model.conditional else None
     metrics = {**evaluate(model, data=test, classifier=classifier), "train_seconds": seconds, "device": str(device),
                "precision": precision_name(resolve_precision(recipe.train, device)),  # what "auto" chose
-               "optimizer": optimizer_name(device), "subnormals": subnormal_mode()}
+               "optimizer": optimizer_name(device)}
     save_checkpoint(target, model, recipe.spec()["train"], history.as_dict(), metrics, half=True)
     say(f"Trained {name} in {seconds:.0f} s and saved it to {_short(target)}; metrics {_fmt(metrics)}")
     return Trained(model.eval(), history, metrics, target, False)

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import numbers
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -147,37 +146,26 @@ def optimizer_name(device: torch.device | str) -> str:
 # Adam's running mean of a gradient that has turned exactly zero (the first layer's weights from
 # pixels that are nearly always black, the outgoing weights of ReLU units that stopped firing)
 # shrinks by beta1 = 0.9 a step, and some 800 steps on it lies below float32's smallest normal
-# number (1.2e-38), where x86 CPUs compute many times slower. In the course's VAE after 4 epochs,
-# 237,680 of its 1.1 million such means were subnormal, and from the fourth epoch on every MLP
-# recipe's epochs took 1.3x to 2.2x as long as its first three (benchmarks/README.md, "Subnormal
-# numbers"). Flushing them to zero changes no weight a float32 model can tell apart (the update
-# they would give is below 1e-30), so fit flushes while it trains (CPU arithmetic only; GPUs are
-# not slowed by them) and then puts the setting back as it found it.
-_SUBNORMAL = 1e-39  # a float32 number below the smallest normal one
+# number (1.2e-38), where x86 CPUs compute many times slower. After 6 epochs of the course's VAE,
+# 252,895 of its 1,091,920 such means were subnormal; in the shipped checkpoints' histories every
+# MLP recipe's epochs from the fourth on took 1.15x to 2.1x as long as its first three
+# (benchmarks/README.md, bench_subnormals.py). So every MOMENT_SWEEP_EVERY steps fit sets Adam's
+# moments below MOMENT_FLOOR to zero: from there a moment needs at least 175 steps to turn
+# subnormal, and the update it gives is below 1e-22 of the learning rate. Flushing
+# subnormal numbers in the CPU instead (torch.set_flush_denormal) acts on the calling thread only,
+# so with 2 torch threads half of them stayed.
+MOMENT_FLOOR = 1e-30
+MOMENT_SWEEP_EVERY = 50
 
 
-def _flushing_subnormals() -> bool:
-    """Whether this thread's CPU arithmetic now flushes subnormal float32 numbers to zero."""
-    return (torch.tensor([_SUBNORMAL]) * 1.0).item() == 0.0
-
-
-@contextlib.contextmanager
-def subnormals_flushed() -> Iterator[bool]:
-    """Flush subnormal numbers to zero in CPU arithmetic inside the block (``torch.set_flush_denormal``);
-    yields whether this CPU can (False: nothing changed). The setting found is restored after."""
-    was = _flushing_subnormals()
-    can = torch.set_flush_denormal(True)
-    try:
-        yield can
-    finally:
-        torch.set_flush_denormal(was)
-
-
-def subnormal_mode() -> str:
-    """"flushed to zero" or "kept": what ``fit`` does with subnormal numbers on this CPU, as a
-    checkpoint's metrics record it."""
-    with subnormals_flushed() as can:
-        return "flushed to zero" if can else "kept"
+@torch.no_grad()
+def zero_vanishing_moments(optimizer: torch.optim.Optimizer, floor: float = MOMENT_FLOOR) -> None:
+    """Set every entry of Adam's first and second moments whose size is below ``floor`` to zero."""
+    for state in optimizer.state.values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            moment = state.get(key)
+            if moment is not None:
+                moment.masked_fill_(moment.abs() < floor, 0.0)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -199,8 +187,8 @@ def fit(
     batches and at the end of each epoch). ``config.precision`` decides whether the forward
     pass and loss run under ``torch.autocast`` (``resolve_precision``), the test loss after each
     epoch too (``metrics.evaluate``, which scores a trained model, always computes in float32);
-    weights stay float32. CPU arithmetic flushes subnormal numbers to zero while it trains
-    (``subnormals_flushed``).
+    weights stay float32. Adam's vanishing moments are set to zero every ``MOMENT_SWEEP_EVERY``
+    steps (``zero_vanishing_moments``), before they turn subnormal and slow a CPU down.
     The images and labels are scanned once at the start; the models' input checks then skip
     their per-batch value scans (``checks.values_checked``), so no step waits on the host.
     """
@@ -223,10 +211,11 @@ def fit(
     show = (not is_ci()) if progress is None else progress
     bar = tqdm(range(1, config.epochs + 1), desc=type(model).__name__, disable=not show, unit="epoch")
     check = _DivergenceCheck(name, config.lr, device)
+    step = 0  # Adam steps so far
     # Clean data is checked once here, not on every batch (no per-batch host synchronisation); data
     # that fail the check train as before, so the error names the epoch and batch where it shows.
     clean = all(_values_clean(split) for split in (train, test) if split is not None)
-    with values_checked(NUM_CLASSES) if clean else contextlib.nullcontext(), subnormals_flushed():
+    with values_checked(NUM_CLASSES) if clean else contextlib.nullcontext():
         for epoch in bar:
             model.train()
             start = time.perf_counter()
@@ -252,6 +241,9 @@ def fit(
                     scaler.update()
                 if schedule is not None:
                     schedule.step()
+                step += 1
+                if step % MOMENT_SWEEP_EVERY == 0:
+                    zero_vanishing_moments(optimizer)
                 sums += torch.stack([loss.detach().float(), recon.detach().float(), kl.detach().float()]) * len(x)
             check.flush()
             train_parts = (sums / len(train)).tolist()

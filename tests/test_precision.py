@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import platform
 import sys
 
 import pytest
@@ -115,9 +114,6 @@ def test_train_or_load_records_the_precision_and_a_forced_one_retrains(tmp_path,
     assert trained.metrics["precision"] == "float32"
     assert trained.metrics["optimizer"] == "Adam (fused)"  # the checkpoint says how it was trained
     assert cu.load_checkpoint(trained.path).metrics["optimizer"] == "Adam (fused)"
-    recorded = cu.load_checkpoint(trained.path).metrics["subnormals"]
-    assert recorded == cu.training.subnormal_mode()
-    assert recorded == "flushed to zero" or platform.machine().lower() not in ("x86_64", "amd64")
     assert "precision" not in cu.load_checkpoint(trained.path).train_config
     forced = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, precision="bfloat16"))
     again = cu.train_or_load("tiny", forced, device="cpu", directory=tmp_path)

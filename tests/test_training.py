@@ -103,44 +103,45 @@ def test_fit_uses_fused_adam_on_the_cpu_and_it_agrees_with_the_default_adam(trai
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
 
 
-def _flushing() -> bool:
-    """Whether this thread's arithmetic now flushes subnormal float32 numbers to zero."""
-    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+def _subnormals(t: torch.Tensor) -> int:
+    """How many float32 numbers in ``t`` are subnormal, read from their bits (a comparison would see
+    them as zero while the CPU flushes: exponent bits 0, fraction not 0)."""
+    bits = t.detach().float().contiguous().view(torch.int32) & 0x7FFFFFFF
+    return int(((bits > 0) & (bits < 0x00800000)).sum())
 
 
 def test_fit_keeps_adams_state_free_of_subnormal_numbers(train_small, monkeypatch):
     """Adam's running mean of a gradient that has turned exactly zero (a rarely lit pixel's weights)
     shrinks by 0.9 a step and, some 800 steps on, would sit below float32's smallest normal number,
     where a CPU computes many times slower. Here that happens within 960 steps of a small
-    autoencoder unless fit flushes such numbers to zero, which it does while it trains."""
-    tiny = torch.finfo(torch.float32).tiny
+    autoencoder, on every torch thread, unless fit sets such moments to zero first."""
     subnormal_counts: list[int] = []
-    flushing: list[bool] = []
     step = torch.optim.Adam.step
 
     def recording_step(self, *args, **kwargs):
-        flushing.append(_flushing())
         out = step(self, *args, **kwargs)
-        subnormal_counts.append(sum(int(((m := s["exp_avg"]) != 0).logical_and(m.abs() < tiny).sum())
-                                    for s in self.state.values()))
+        moments = [state["exp_avg"] for state in self.state.values()]  # Adam's first moments
+        subnormal_counts.append(sum(_subnormals(m) for m in moments))
         return out
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
     history = _fit(small_ae(), train_small, None, cu.TrainConfig(epochs=30, batch_size=16))
     assert all(math.isfinite(v) for v in history.train_loss)
-    assert len(subnormal_counts) == 960 and set(flushing) == {True}
+    assert len(subnormal_counts) == 960
     assert max(subnormal_counts) == 0, f"{sum(map(bool, subnormal_counts))} steps left subnormal numbers"
-    assert not _flushing()  # and fit puts the setting back as it found it
 
 
-def test_fit_leaves_flushing_on_when_it_was_on(train_small):
-    torch.set_flush_denormal(True)
-    try:
-        _fit(small_ae(), train_small, None, dataclasses.replace(SMALL, epochs=1))
-        assert _flushing()
-    finally:
-        torch.set_flush_denormal(False)
-    assert not _flushing()
+def test_zero_vanishing_moments_zeroes_only_the_moments_below_the_floor():
+    weight = torch.nn.Parameter(torch.ones(4))
+    optimizer = torch.optim.Adam([weight])
+    weight.grad = torch.ones(4)
+    optimizer.step()
+    state = optimizer.state[weight]
+    state["exp_avg"].copy_(torch.tensor([1e-39, 1e-31, 2e-30, -1e-20]))
+    state["exp_avg_sq"].copy_(torch.tensor([1e-32, 5e-30, 0.0, 1e-35]))
+    cu.training.zero_vanishing_moments(optimizer)
+    assert state["exp_avg"].tolist() == pytest.approx([0.0, 0.0, 2e-30, -1e-20], rel=1e-6)
+    assert state["exp_avg_sq"].tolist() == pytest.approx([0.0, 5e-30, 0.0, 0.0], rel=1e-6)
 
 
 def test_fit_follows_the_cosine_schedule(train_small, monkeypatch):
