@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r + 1}, {name}, {mode}: seconds per epoch "
                       f"{', '.join(f'{s:.2f}' for s in runs[(name, mode)][-1]['seconds'])}", flush=True)
     print(f"\n| model | vanishing moments | epochs 1-{EARLY_EPOCHS}, s each "
-          f"| epochs {EARLY_EPOCHS + 1}-{args.epochs}, s each | later / early | whole run s | speed of the whole run | last train loss | subnormal moments |")
+          f"| epochs {EARLY_EPOCHS + 1}-{args.epochs}, s each | later / early | whole run s "
+          f"| speed of the whole run | last train loss | subnormal moments |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.names:
         whole = {m: statistics.median(sum(run["seconds"]) for run in runs[(name, m)]) for m in MODES}
