@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
@@ -25,3 +29,12 @@ def machine_line(device: torch.device) -> str:
     return (f"torch {torch.__version__}{vision}, Python {platform.python_version()}; device: "
             f"{cu.describe_device(device)}; CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}; "
             f"load average: {load_average()}")
+
+
+def run_child(script: str, args: list[str], what: str) -> object:
+    """Run ``script`` (a benchmark's ``__file__``) again in a fresh Python with ``args``; its last line
+    of output, read as JSON. A child that fails stops the benchmark with its error, naming ``what``."""
+    out = subprocess.run([sys.executable, str(Path(script).resolve()), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the {what} failed:\n{out.stderr}")
+    return json.loads(out.stdout.splitlines()[-1])

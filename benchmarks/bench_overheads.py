@@ -35,11 +35,8 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 try:
@@ -51,7 +48,7 @@ os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from bench_common import load_average, machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_common import load_average, machine_line, run_child  # noqa: E402  (this folder is on sys.path when a script in it runs)
 from bench_gpu import time_steps  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
@@ -169,13 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for name, ss in settings.items():
             for layout, allocator in ss:
-                out = subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--child", f"{name},{layout},{allocator}",
-                     "--steps", str(args.steps), "--threads", str(args.threads)],
-                    capture_output=True, text=True)
-                if out.returncode != 0:
-                    raise SystemExit(f"the measurement of {name} ({layout}, {allocator}) failed:\n{out.stderr}")
-                seconds, peak = json.loads(out.stdout.splitlines()[-1])
+                seconds, peak = run_child(
+                    __file__, ["--child", f"{name},{layout},{allocator}", "--steps", str(args.steps),
+                               "--threads", str(args.threads)], f"measurement of {name} ({layout}, {allocator})")
                 times[(name, layout, allocator)].append(seconds)
                 peaks[(name, layout, allocator)].append(peak)
     print("\n| model | layout | allocator | ms per step (median) | range | speed against the first | peak MiB |")

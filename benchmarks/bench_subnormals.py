@@ -28,14 +28,11 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
-from bench_common import load_average, machine_line  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_common import load_average, machine_line, run_child  # noqa: E402  (this folder is on sys.path when a script in it runs)
 
 import course_utils as cu  # noqa: E402
 from course_utils import cli, training  # noqa: E402
@@ -47,13 +44,6 @@ EARLY_EPOCHS = 3  # Adam's first moments need some 800 steps (3.4 epochs at batc
 
 def _left_alone(optimizer: torch.optim.Optimizer) -> None:
     """In place of ``training.zero_vanishing_moments``: as fit trained before."""
-
-
-def subnormals(t: torch.Tensor) -> int:
-    """How many float32 numbers in ``t`` are subnormal, read from their bits (exponent 0, fraction
-    not 0), so that the count holds even where the CPU treats them as zero."""
-    bits = t.detach().float().contiguous().view(torch.int32) & 0x7FFFFFFF
-    return int(((bits > 0) & (bits < 0x00800000)).sum())
 
 
 def child(name: str, mode: str, epochs: int, threads: int) -> dict[str, object]:
@@ -76,7 +66,7 @@ def child(name: str, mode: str, epochs: int, threads: int) -> dict[str, object]:
     config = dataclasses.replace(recipe.train, epochs=epochs)
     history = cu.fit(model, cu.load_mnist("train"), None, config, progress=False)
     moments = [state[key] for state in optimizers[-1].state.values() for key in ("exp_avg", "exp_avg_sq")]
-    subnormal = sum(subnormals(m) for m in moments)
+    subnormal = sum(training.count_subnormal(m) for m in moments)
     return {"seconds": history.seconds, "train_loss": history.train_loss[-1], "subnormal": subnormal,
             "moments": sum(m.numel() for m in moments)}
 
@@ -100,13 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for name in args.names:
             for mode in MODES if r % 2 == 0 else MODES[::-1]:
-                out = subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--child", f"{name},{mode}",
-                     "--epochs", str(args.epochs), "--threads", str(args.threads)],
-                    capture_output=True, text=True)
-                if out.returncode != 0:
-                    raise SystemExit(f"the run of {name} ({mode}) failed:\n{out.stderr}")
-                runs[(name, mode)].append(json.loads(out.stdout.splitlines()[-1]))
+                child_args = ["--child", f"{name},{mode}", "--epochs", str(args.epochs), "--threads", str(args.threads)]
+                runs[(name, mode)].append(run_child(__file__, child_args, f"run of {name} ({mode})"))
                 print(f"round {r + 1}, {name}, {mode}: seconds per epoch "
                       f"{', '.join(f'{s:.2f}' for s in runs[(name, mode)][-1]['seconds'])}", flush=True)
     print(f"\n| model | vanishing moments | epochs 1-{EARLY_EPOCHS}, s each "

@@ -158,6 +158,13 @@ MOMENT_FLOOR = 1e-30
 MOMENT_SWEEP_EVERY = 50
 
 
+def count_subnormal(t: torch.Tensor) -> int:
+    """How many float32 numbers in ``t`` are subnormal, read from their bits (exponent 0, fraction not
+    0), so that the count holds even where the CPU treats them as zero."""
+    bits = t.detach().float().contiguous().view(torch.int32) & 0x7FFFFFFF
+    return int(((bits > 0) & (bits < 0x00800000)).sum())
+
+
 @torch.no_grad()
 def zero_vanishing_moments(optimizer: torch.optim.Optimizer, floor: float = MOMENT_FLOOR) -> None:
     """Set every entry of Adam's first and second moments whose size is below ``floor`` to zero."""
@@ -211,7 +218,6 @@ def fit(
     show = (not is_ci()) if progress is None else progress
     bar = tqdm(range(1, config.epochs + 1), desc=type(model).__name__, disable=not show, unit="epoch")
     check = _DivergenceCheck(name, config.lr, device)
-    step = 0  # Adam steps so far
     # Clean data is checked once here, not on every batch (no per-batch host synchronisation); data
     # that fail the check train as before, so the error names the epoch and batch where it shows.
     clean = all(_values_clean(split) for split in (train, test) if split is not None)
@@ -241,8 +247,7 @@ def fit(
                     scaler.update()
                 if schedule is not None:
                     schedule.step()
-                step += 1
-                if step % MOMENT_SWEEP_EVERY == 0:
+                if ((epoch - 1) * steps_per_epoch + b) % MOMENT_SWEEP_EVERY == 0:  # every 50th Adam step
                     zero_vanishing_moments(optimizer)
                 sums += torch.stack([loss.detach().float(), recon.detach().float(), kl.detach().float()]) * len(x)
             check.flush()

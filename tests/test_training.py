@@ -103,13 +103,6 @@ def test_fit_uses_fused_adam_on_the_cpu_and_it_agrees_with_the_default_adam(trai
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
 
 
-def _subnormals(t: torch.Tensor) -> int:
-    """How many float32 numbers in ``t`` are subnormal, read from their bits (a comparison would see
-    them as zero while the CPU flushes: exponent bits 0, fraction not 0)."""
-    bits = t.detach().float().contiguous().view(torch.int32) & 0x7FFFFFFF
-    return int(((bits > 0) & (bits < 0x00800000)).sum())
-
-
 def test_fit_keeps_adams_state_free_of_subnormal_numbers(train_small, monkeypatch):
     """Adam's running mean of a gradient that has turned exactly zero (a rarely lit pixel's weights)
     shrinks by 0.9 a step and, some 800 steps on, would sit below float32's smallest normal number,
@@ -121,7 +114,7 @@ def test_fit_keeps_adams_state_free_of_subnormal_numbers(train_small, monkeypatc
     def recording_step(self, *args, **kwargs):
         out = step(self, *args, **kwargs)
         moments = [state["exp_avg"] for state in self.state.values()]  # Adam's first moments
-        subnormal_counts.append(sum(_subnormals(m) for m in moments))
+        subnormal_counts.append(sum(cu.training.count_subnormal(m) for m in moments))
         return out
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
@@ -129,6 +122,11 @@ def test_fit_keeps_adams_state_free_of_subnormal_numbers(train_small, monkeypatc
     assert all(math.isfinite(v) for v in history.train_loss)
     assert len(subnormal_counts) == 960
     assert max(subnormal_counts) == 0, f"{sum(map(bool, subnormal_counts))} steps left subnormal numbers"
+
+
+def test_count_subnormal_reads_the_bits():
+    t = torch.tensor([1e-39, -1e-40, 0.0, 2e-38, 1e-30, -3.0])  # two subnormal; 2e-38 is normal
+    assert cu.training.count_subnormal(t) == 2
 
 
 def test_zero_vanishing_moments_zeroes_only_the_moments_below_the_floor():
