@@ -7,6 +7,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -38,3 +40,19 @@ def run_child(script: str, args: list[str], what: str) -> object:
     if out.returncode != 0:
         raise SystemExit(f"the {what} failed:\n{out.stderr}")
     return json.loads(out.stdout.splitlines()[-1])
+
+
+def seconds_per_call(work: Callable[[], object], repeats: int = 20) -> float:
+    """Mean seconds of ``work()`` over ``repeats`` calls, after 3 calls of warm-up."""
+    for _ in range(3):
+        work()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        work()
+    return (time.perf_counter() - start) / repeats
+
+
+def matmul_gflops(rows: int, inner: int, columns: int, dtype: torch.dtype) -> float:
+    """GFLOP/s of one (rows x inner) @ (inner x columns) product in ``dtype`` at torch's thread count."""
+    a, b = torch.randn(rows, inner).to(dtype), torch.randn(inner, columns).to(dtype)
+    return 2 * rows * inner * columns / seconds_per_call(lambda: a @ b) / 1e9

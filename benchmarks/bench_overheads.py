@@ -36,7 +36,6 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable
 from typing import NamedTuple
 
 try:
@@ -48,7 +47,7 @@ os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from bench_common import load_average, machine_line, run_child  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_common import load_average, machine_line, matmul_gflops, run_child, seconds_per_call  # noqa: E402  (this folder is on sys.path when a script in it runs)
 from bench_gpu import time_steps  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
@@ -100,16 +99,6 @@ def test_loss(name: str, rounds: int, threads: int) -> TestLoss:
                     training.precision_name(dtype), abs(losses["training"] - losses["float32"]) / losses["float32"])
 
 
-def seconds_per_call(work: Callable[[], object], repeats: int = 20) -> float:
-    """Mean seconds of ``work()`` over ``repeats`` calls, after 3 calls of warm-up."""
-    for _ in range(3):
-        work()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        work()
-    return (time.perf_counter() - start) / repeats
-
-
 def pooling_ms(memory_format: torch.memory_format, dtype: torch.dtype) -> float:
     """Milliseconds of the classifier's first 2 x 2 max pooling, forward and backward, at batch 256 in
     ``dtype``, over feature maps in ``memory_format``."""
@@ -136,11 +125,6 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mk
               "aten::convolution_backward")
 # (rows, inner, columns) of the timed matrix products: a large square one, and an MLP's first layer
 MATMUL_SHAPES = ((2048, 2048, 2048), (256, 784, 512))
-
-
-def matmul_gflops(rows: int, inner: int, columns: int, dtype: torch.dtype) -> float:
-    a, b = torch.randn(rows, inner).to(dtype), torch.randn(inner, columns).to(dtype)
-    return 2 * rows * inner * columns / seconds_per_call(lambda: a @ b) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
