@@ -405,7 +405,7 @@ class CVAE(LatentModel):
 
 # ----------------------------------------------------------------------------- classifier
 # Images per forward pass of the classifier when it reads many: its first convolution and
-# ReLU hold 2 x batch x 32 x 28 x 28 floats (20 MB at 100, 200 MB at 1,000); at 100 they stay
+# pooling hold 1.25 x batch x 32 x 28 x 28 floats (12.5 MB at 100, 125 MB at 1,000); at 100 they stay
 # below settings.release_freed_memory's threshold, so glibc reuses them (a hub gives ~1 GB).
 CLASSIFIER_BATCH = 100
 
@@ -424,9 +424,13 @@ class DigitClassifier(nn.Module):
         super().__init__()
         self.config = config
         c1, c2 = config.channels
+        # Pooling before the ReLU: max(relu(a), relu(b), ...) = relu(max(a, b, ...)), so the function and
+        # its gradients are those of the usual conv-ReLU-pool, with the ReLU on a quarter of the values
+        # (a training step 1.24x faster on one CPU thread). The convolutions keep their places (0 and 3),
+        # so checkpoints saved in the usual order load unchanged.
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> (B, c1, 14, 14)
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> (B, c2, 7, 7)
+            nn.Conv2d(1, c1, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),  # -> (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),  # -> (B, c2, 7, 7)
         )
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(c2 * 7 * 7, config.hidden_dim), nn.ReLU(),

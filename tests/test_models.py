@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import small_ae, small_classifier, small_cvae, small_vae
+from torch import nn
 
 import course_utils as cu
 
@@ -107,6 +109,30 @@ def test_classifier_computes_channels_last_and_reads_channels_first_weights(x_ba
     model.load_state_dict(channels_first.state_dict())
     assert model.features[3].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(model(x_batch), channels_first(x_batch), atol=1e-5)
+
+
+def test_classifier_pools_before_its_relu_with_the_same_logits_and_gradients(x_batch):
+    """max(relu(a), relu(b), ...) = relu(max(a, b, ...)): pooling first gives the same function and
+    gradients with the ReLU on a quarter of the values (its forward and backward were about a quarter
+    of a classifier step's CPU time); the convolutions keep their places, so checkpoints load."""
+    model = small_classifier()
+    kinds = [type(layer) for layer in model.features]
+    assert kinds == [nn.Conv2d, nn.MaxPool2d, nn.ReLU] * 2
+    conv1, conv2 = model.features[0], model.features[3]
+
+    def conv_relu_pool(x: torch.Tensor) -> torch.Tensor:  # the textbook order
+        x = F.max_pool2d(F.relu(conv1(x.reshape(-1, 1, 28, 28))), 2)
+        return F.max_pool2d(F.relu(conv2(x)), 2)
+
+    model.eval()
+    torch.testing.assert_close(model.features(x_batch.reshape(-1, 1, 28, 28)), conv_relu_pool(x_batch),
+                               rtol=0, atol=0)
+    conv_relu_pool(x_batch).square().sum().backward()
+    textbook = [p.grad.clone() for p in model.features.parameters()]
+    model.zero_grad()
+    model.features(x_batch.reshape(-1, 1, 28, 28)).square().sum().backward()
+    for ours, theirs in zip(model.features.parameters(), textbook):
+        torch.testing.assert_close(ours.grad, theirs)
 
 
 # ----------------------------------------------------------------------------- reparameterize

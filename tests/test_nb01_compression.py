@@ -150,7 +150,7 @@ def test_training_loop_solution_passes_and_broken_loops_fail(monkeypatch):
 
     def summed(model, data, steps, batch_size=128, lr=1e-3, seed=0):
         x = data.x[:batch_size]
-        return [float(((model(x).x_hat - x) ** 2).sum())] * steps
+        return [float(((model(x).x_hat - x) ** 2).sum().detach())] * steps
 
     def no_steps(model, data, steps, batch_size=128, lr=1e-3, seed=0):
         return [0.1] * steps

@@ -143,7 +143,7 @@ def test_train_epoch_solution_passes_and_a_per_pixel_mean_fails(monkeypatch) -> 
     def per_pixel_mean(model, data, batch_size=128, lr=1e-3, seed=0):
         out = model(data.x[:batch_size])
         loss = F.binary_cross_entropy_with_logits(out.logits, data.x[:batch_size])
-        return [float(loss)] * math_steps(len(data), batch_size)
+        return [float(loss.detach())] * math_steps(len(data), batch_size)
 
     def math_steps(n: int, b: int) -> int:
         return -(-n // b)
