@@ -56,3 +56,15 @@ def matmul_gflops(rows: int, inner: int, columns: int, dtype: torch.dtype) -> fl
     """GFLOP/s of one (rows x inner) @ (inner x columns) product in ``dtype`` at torch's thread count."""
     a, b = torch.randn(rows, inner).to(dtype), torch.randn(inner, columns).to(dtype)
     return 2 * rows * inner * columns / seconds_per_call(lambda: a @ b) / 1e9
+
+
+def matmul_table(shapes: tuple[tuple[int, int, int], ...]) -> dict[torch.dtype, float]:
+    """Print a table of GFLOP/s, float32 and bfloat16, of one product of each (rows, inner, columns)
+    in ``shapes``; return each precision's fastest rate."""
+    print("\n| matrix product | float32 GFLOP/s | bfloat16 GFLOP/s |\n| --- | --- | --- |")
+    best = {torch.float32: 0.0, torch.bfloat16: 0.0}
+    for shape in shapes:
+        speeds = {dtype: matmul_gflops(*shape, dtype) for dtype in best}
+        best = {dtype: max(best[dtype], speeds[dtype]) for dtype in best}
+        print(f"| {' x '.join(map(str, shape))} | {speeds[torch.float32]:.0f} | {speeds[torch.bfloat16]:.0f} |")
+    return best

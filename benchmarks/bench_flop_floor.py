@@ -32,7 +32,7 @@ from collections.abc import Callable
 os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
-from bench_common import machine_line, matmul_gflops  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_common import machine_line, matmul_table  # noqa: E402  (this folder is on sys.path when a script in it runs)
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import course_utils as cu  # noqa: E402
@@ -83,17 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.compare) as f:
             measured = {row["name"]: row["seconds"] for row in json.load(f)["rows"]}
 
-    print("\n| matrix product | float32 GFLOP/s | bfloat16 GFLOP/s |\n| --- | --- | --- |")
-    best = {torch.float32: 0.0, torch.bfloat16: 0.0}
-    for shape in MATMUL_SHAPES:
-        speeds = {dtype: matmul_gflops(*shape, dtype) for dtype in best}
-        best = {dtype: max(best[dtype], speeds[dtype]) for dtype in best}
-        print(f"| {' x '.join(map(str, shape))} | {speeds[torch.float32]:.0f} | {speeds[torch.bfloat16]:.0f} |")
-    auto = resolve_precision(cu.course_recipe(names[0], fast=False).train, device) or torch.float32
-    rate = 1e9 * (args.gflops if args.gflops is not None else best[auto])
+    best = matmul_table(MATMUL_SHAPES)
+
+    def rate(recipe: cu.Recipe) -> float:  # FLOP/s: the given rate, or the best product in its precision
+        if args.gflops is not None:
+            return 1e9 * args.gflops
+        return 1e9 * best[resolve_precision(recipe.train, device) or torch.float32]
+
     source = f"{args.gflops:g} GFLOP/s given" if args.gflops is not None else (
-        f"{rate / 1e9:.0f} GFLOP/s, the best {precision_name(auto)} product above "
-        f"(the precision \"auto\" trains in here)")
+        "each recipe at the best rate above in the precision it trains in: "
+        + ", ".join(f"{precision_name(d)} {r:.0f} GFLOP/s" for d, r in best.items()))
 
     train = cu.load_mnist("train")
     header = (f"{'recipe':26s} {'GFLOP/step':>10s} {'epochs':>6s} {'TFLOP':>7s} {'floor s':>8s}"
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         flops = recipe_flops(recipe, train)
         steps = math.ceil((recipe.train.train_size or len(train)) / recipe.train.batch_size)
         whole = recipe.train.epochs * (steps * flops["step"] + TEST_IMAGES * flops["test_image"])
-        floor = whole / rate
+        floor = whole / rate(recipe)
         total_flops += whole
         total_floor += floor
         line = (f"{name:26s} {flops['step'] / 1e9:10.2f} {recipe.train.epochs:6d} {whole / 1e12:7.1f} "
@@ -116,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print("-" * len(header))
     wall = total_floor / args.jobs
+    what = "train all" if names == cu.course_names() else f"these {len(names)} recipe(s)"
     print(f"sum: {total_flops / 1e12:.1f} TFLOP, {total_floor:.0f} s on one thread; with {args.jobs} jobs "
-          f"the floor of train all's wall time is {wall:.0f} s ({wall / 60:.1f} min)")
+          f"the floor of the wall time of {what} is {wall:.0f} s ({wall / 60:.1f} min)")
     if measured:
         print(f"the measured run: its models' seconds sum to {total_measured:.0f} s, "
               f"{total_floor / total_measured:.2f} of it the floor")

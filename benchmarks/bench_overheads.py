@@ -47,7 +47,7 @@ os.environ.setdefault("COURSE_FAST", "0")  # the full recipes, whatever CI says
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from bench_common import load_average, machine_line, matmul_gflops, run_child, seconds_per_call  # noqa: E402  (this folder is on sys.path when a script in it runs)
+from bench_common import load_average, machine_line, matmul_table, run_child, seconds_per_call  # noqa: E402  (this folder is on sys.path when a script in it runs)
 from bench_gpu import time_steps  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
@@ -181,11 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         print(f"share of {name}'s CPU time in matrix products and convolutions ({args.steps} steps of fit, "
               f"torch.profiler): {100 * matmul_share(name, args.steps):.0f}%")
-    print("\n| matrix product | float32 GFLOP/s | bfloat16 GFLOP/s |")
-    print("| --- | --- | --- |")
-    for shape in MATMUL_SHAPES:
-        speeds = [matmul_gflops(*shape, dtype) for dtype in (torch.float32, torch.bfloat16)]
-        print(f"| {' x '.join(map(str, shape))} | {speeds[0]:.0f} | {speeds[1]:.0f} |")
+    matmul_table(MATMUL_SHAPES)
     print(f"\nload average at the end: {load_average()}")
     return 0
 
